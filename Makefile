@@ -1,0 +1,77 @@
+# The two commands a newcomer runs are `make demo` and `make test`.
+# Everything else here is what they need: uv (installed into .tools/ with the
+# system Python), one locked virtualenv per Python x Django pair, and the
+# services the integration tests talk to.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
+
+# The interpreter for each pair: pyenv's when it has one, else whatever is on PATH.
+find_python = $(or $(shell pyenv prefix $(1) 2>/dev/null | sed 's|$$|/bin/python$(1)|' | head -n1),$(shell command -v python$(1)))
+PY311 := $(call find_python,3.11)
+PY312 := $(call find_python,3.12)
+
+ENV_MAIN := .venvs/py311-dj52
+ENV_NEXT := .venvs/py312-dj61
+
+.PHONY: demo test lint types migrations-check test-matrix bench services clean help
+
+help:
+	@echo "make demo   run the example shop's scripted scenario on SQLite"
+	@echo "make test   lint, types, migrations check and the suite on SQLite and PostgreSQL,"
+	@echo "            on Python 3.11 + Django 5.2 and Python 3.12 + Django 6.1"
+	@echo "make bench  signalbox's dispatch against django.dispatch.Signal"
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# One virtualenv per pair, synced from uv.lock (never re-resolved: --locked).
+$(ENV_MAIN)/.synced: $(UV) uv.lock pyproject.toml
+	UV_PROJECT_ENVIRONMENT=$(ENV_MAIN) $(UV) sync --quiet --locked --python $(PY311) \
+		--group django52 --group test --group lint --group bench
+	@touch $@
+
+$(ENV_NEXT)/.synced: $(UV) uv.lock pyproject.toml
+	UV_PROJECT_ENVIRONMENT=$(ENV_NEXT) $(UV) sync --quiet --locked --python $(PY312) \
+		--group django61 --group test --group lint
+	@touch $@
+
+demo: $(ENV_MAIN)/.synced
+	cd example && ../$(ENV_MAIN)/bin/python manage.py migrate --verbosity 0
+	cd example && ../$(ENV_MAIN)/bin/python manage.py demo
+
+lint: $(ENV_MAIN)/.synced
+	$(ENV_MAIN)/bin/ruff check .
+	$(ENV_MAIN)/bin/ruff format --check .
+
+types: $(ENV_MAIN)/.synced $(ENV_NEXT)/.synced
+	$(ENV_MAIN)/bin/mypy
+	$(ENV_MAIN)/bin/mypy tests/typing
+	$(ENV_NEXT)/bin/mypy
+
+migrations-check: $(ENV_MAIN)/.synced $(ENV_NEXT)/.synced
+	$(ENV_MAIN)/bin/python -m django makemigrations --check --dry-run --settings=tests.settings --pythonpath=. --pythonpath=src
+	$(ENV_NEXT)/bin/python -m django makemigrations --check --dry-run --settings=tests.settings --pythonpath=. --pythonpath=src
+
+services:
+	@bash .ci/services.sh
+
+# The suite runs once per database for each pair.
+test-matrix: $(ENV_MAIN)/.synced $(ENV_NEXT)/.synced services
+	SIGNALBOX_TEST_DB=sqlite   $(ENV_MAIN)/bin/pytest -q
+	SIGNALBOX_TEST_DB=postgres $(ENV_MAIN)/bin/pytest -q
+	SIGNALBOX_TEST_DB=sqlite   $(ENV_NEXT)/bin/pytest -q
+	SIGNALBOX_TEST_DB=postgres $(ENV_NEXT)/bin/pytest -q
+
+test: lint types migrations-check test-matrix
+
+bench: $(ENV_MAIN)/.synced
+	$(ENV_MAIN)/bin/python bench/run.py
+
+clean:
+	rm -rf $(TOOLS) .venvs example/db.sqlite3 .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,228 @@
+"""The objects signalbox connects to a signal in place of a receiver.
+
+An adapter stands in for one receiver on one signal: when the signal calls
+it, it runs the receiver the way the receiver asked (timed, or after the
+commit). It must live exactly as long as the receiver. The signal holds the
+adapter as it would have held the receiver (weakly unless ``weak=False``);
+for a weak connection a finalizer on the receiver's owner holds the adapter,
+and the adapter holds the receiver only weakly, so the receiver's death
+releases the adapter, and the adapter's death lets Django drop the
+connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+import weakref
+from asyncio.events import _get_running_loop as _running_loop
+from collections.abc import Callable, Coroutine
+from functools import partial
+from typing import Any
+
+from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+from signalbox import conf, observe
+from signalbox.registry import ReceiverInfo
+
+
+class Adapter:
+    """A stand-in for one receiver.
+
+    It compares equal to the receiver, so ``(receiver, response)`` pairs from
+    ``send()`` still match the function that was connected.
+    """
+
+    def __init__(
+        self, receiver: Callable[..., Any], *, weak: bool, info: ReceiverInfo
+    ) -> None:
+        self.info = info
+        self.signalbox_key = info.key
+        self.__qualname__ = getattr(receiver, "__qualname__", info.key)
+        self.__module__ = getattr(receiver, "__module__", __name__)
+        self._hash = hash(receiver)
+        self._target: Callable[[], Any]
+        self._lifetime: weakref.finalize[Any, Any] | None = None
+        if weak:
+            self._target = _weak_reference(receiver)
+            self._lifetime = weakref.finalize(_owner(receiver), _hold, self)
+            self._lifetime.atexit = False
+        else:
+            self._target = partial(_identity, receiver)
+
+    def __call__(self, signal: object, sender: object, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    @property
+    def receiver(self) -> Callable[..., Any] | None:
+        """The receiver this adapter stands for, or None once it is gone."""
+        return self._target()  # type: ignore[no-any-return]
+
+    def release(self) -> None:
+        """Stop keeping this adapter alive (its receiver was disconnected)."""
+        if self._lifetime is not None:
+            self._lifetime.detach()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Adapter):
+            return self is other
+        target = self._target()
+        return target is not None and target == other
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"<signalbox {self.info.run} receiver {self.info.key}>"
+
+    def _run_now(
+        self,
+        receiver: Callable[..., Any],
+        signal: object,
+        sender: object,
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """Call the receiver here and now, timed, as an inline receiver is called."""
+        start = time.perf_counter_ns()
+        try:
+            if iscoroutinefunction(receiver):
+                return async_to_sync(receiver)(signal=signal, sender=sender, **kwargs)
+            return receiver(signal=signal, sender=sender, **kwargs)
+        finally:
+            elapsed = time.perf_counter_ns() - start
+            if elapsed > conf.get().slow_receiver_ns:
+                observe.slow_receiver(signal, sender, self, elapsed)
+
+
+class TimedReceiver(Adapter):
+    """An inline receiver on a signal that is not signalbox's: called at once, timed.
+
+    (A signalbox :class:`~signalbox.Signal` times its receivers itself and gets
+    the plain receiver instead.)
+    """
+
+    def __call__(self, signal: object, sender: object, **kwargs: Any) -> Any:
+        receiver = self._target()
+        if receiver is None:
+            return None
+        return self._run_now(receiver, signal, sender, kwargs)
+
+
+class AsyncTimedReceiver(Adapter):
+    """:class:`TimedReceiver` for a coroutine receiver; awaited by ``asend()``."""
+
+    def __init__(
+        self, receiver: Callable[..., Any], *, weak: bool, info: ReceiverInfo
+    ) -> None:
+        super().__init__(receiver, weak=weak, info=info)
+        markcoroutinefunction(self)
+
+    async def __call__(self, signal: object, sender: object, **kwargs: Any) -> Any:
+        receiver = self._target()
+        if receiver is None:
+            return None
+        start = time.perf_counter_ns()
+        try:
+            return await receiver(signal=signal, sender=sender, **kwargs)
+        finally:
+            elapsed = time.perf_counter_ns() - start
+            if elapsed > conf.get().slow_receiver_ns:
+                observe.slow_receiver(signal, sender, self, elapsed)
+
+
+class OnCommitReceiver(Adapter):
+    """Runs the receiver once the surrounding transaction commits.
+
+    The database is the ``using`` argument that model signals carry, else the
+    default one. Outside a transaction the receiver runs at once (Django's
+    rule for ``on_commit``); after a rollback, including the rollback of the
+    savepoint it was sent in, it never runs. Its exception is logged, naming
+    the signal, receiver and sender, and never reaches the code that committed.
+    """
+
+    def __call__(self, signal: object, sender: object, **kwargs: Any) -> None:
+        receiver = self._target()
+        if receiver is None:
+            return
+        committed = partial(self._committed, receiver, signal, sender, kwargs)
+        if _running_loop() is not None:
+            # Django keeps the database away from a thread whose event loop is
+            # running, so no transaction can be open here: run at once, as
+            # on_commit() does outside a transaction.
+            committed()
+            return
+        transaction.on_commit(
+            committed, using=_database(kwargs.get("using")), robust=True
+        )
+
+    def _committed(
+        self,
+        receiver: Callable[..., Any],
+        signal: object,
+        sender: object,
+        kwargs: dict[str, Any],
+    ) -> None:
+        if iscoroutinefunction(receiver) and _running_loop() is not None:
+            _spawn(self._await_committed(receiver, signal, sender, kwargs))
+            return
+        try:
+            self._run_now(receiver, signal, sender, kwargs)
+        except Exception as error:  # reported here: the commit already happened
+            self._failed(signal, sender, error)
+
+    async def _await_committed(
+        self,
+        receiver: Callable[..., Any],
+        signal: object,
+        sender: object,
+        kwargs: dict[str, Any],
+    ) -> None:
+        start = time.perf_counter_ns()
+        try:
+            await receiver(signal=signal, sender=sender, **kwargs)
+        except Exception as error:  # reported here: no caller awaits this task
+            self._failed(signal, sender, error)
+        elapsed = time.perf_counter_ns() - start
+        if elapsed > conf.get().slow_receiver_ns:
+            observe.slow_receiver(signal, sender, self, elapsed)
+
+    def _failed(self, signal: object, sender: object, error: Exception) -> None:
+        observe.deferred_failure(signal, sender, self.info.key, "on_commit", error)
+
+
+_tasks: set[asyncio.Task[None]] = set()
+
+
+def _spawn(coroutine: Coroutine[Any, Any, None]) -> None:
+    # The loop keeps only weak references to tasks; hold each until it ends.
+    task = asyncio.get_running_loop().create_task(coroutine)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+def _database(using: object) -> str:
+    if isinstance(using, str) and using in connections.settings:
+        return using
+    return DEFAULT_DB_ALIAS
+
+
+def _owner(receiver: Callable[..., Any]) -> object:
+    # Django holds a bound method through WeakMethod, which lives as long as
+    # the instance; an adapter for one must do the same.
+    return receiver.__self__ if inspect.ismethod(receiver) else receiver
+
+
+def _weak_reference(receiver: Callable[..., Any]) -> Callable[[], Any]:
+    if inspect.ismethod(receiver):
+        return weakref.WeakMethod(receiver)
+    return weakref.ref(receiver)
+
+
+def _hold(adapter: Adapter) -> None:
+    """The finalizer's callback: holding ``adapter`` as an argument was its job."""
+
+
+def _identity(value: Any) -> Any:
+    return value

@@ -1,0 +1,491 @@
+"""Sending signals and connecting receivers that choose how they run.
+
+:class:`Signal` is a drop-in subclass of :class:`django.dispatch.Signal`: the
+same methods, arguments, return values and errors, in Django 5.2 and 6.x. It
+adds two things: every receiver call is timed (see :mod:`signalbox.observe`),
+and the receivers a sender reaches are remembered between sends, which more
+than pays for the timing.
+
+:func:`receiver` and :func:`connect` connect a receiver to *any* Django
+signal with ``run=`` saying how it runs. A plain inline receiver on a
+signalbox signal is connected as it is; anything else is connected through a
+small adapter (:mod:`signalbox._adapters`) that Django's own bookkeeping
+treats exactly as it would the receiver, so ``disconnect(receiver)`` and
+duplicate detection behave as Django's do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from asyncio.events import _get_running_loop as _running_loop
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, TypeVar
+
+from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
+from django.conf import settings
+from django.dispatch import Signal as DjangoSignal
+from django.utils.inspect import func_accepts_kwargs
+
+from signalbox import _compat, conf, observe, registry
+from signalbox._adapters import (
+    Adapter,
+    AsyncTimedReceiver,
+    OnCommitReceiver,
+    TimedReceiver,
+)
+from signalbox.exceptions import ConfigurationError, ReceiverError
+from signalbox.registry import ReceiverInfo, Run
+
+F = TypeVar("F", bound=Callable[..., Any])
+Receiver = Callable[..., Any]
+Responses = list[tuple[Receiver, Any]]
+
+_ROUTES_KEPT = 512  # distinct senders remembered per signal before starting over
+
+
+class _Route:
+    """The receivers one sender reached, as references, valid for one epoch."""
+
+    __slots__ = ("asynchronous", "epoch", "receivers", "sender", "synchronous")
+
+    def __init__(
+        self,
+        epoch: object,
+        receivers: object,
+        sender: Callable[[], object],
+        synchronous: Sequence[Receiver],
+        asynchronous: Sequence[Receiver],
+    ) -> None:
+        self.epoch = epoch
+        self.receivers = receivers
+        self.sender = sender
+        self.synchronous = tuple(_reference(r) for r in synchronous)
+        self.asynchronous = tuple(_reference(r) for r in asynchronous)
+
+    def resolve(self) -> tuple[list[Receiver], list[Receiver]]:
+        # Plain loops: on CPython 3.11 a comprehension costs a frame, which is
+        # more than the rest of this method.
+        synchronous = []
+        for ref in self.synchronous:
+            receiver = ref()
+            if receiver is not None:
+                synchronous.append(receiver)
+        asynchronous = []
+        for ref in self.asynchronous:
+            receiver = ref()
+            if receiver is not None:
+                asynchronous.append(receiver)
+        return synchronous, asynchronous
+
+
+class Signal(DjangoSignal):
+    """A drop-in replacement for :class:`django.dispatch.Signal`.
+
+    Every documented behaviour of Django's class holds unchanged. In addition
+    ``connect()`` takes ``run=`` (see :func:`connect`), and each receiver call
+    is timed: a receiver slower than ``SIGNALBOX["SLOW_RECEIVER_MS"]`` logs a
+    warning, and a synchronous :meth:`send` that holds a running event loop
+    longer than ``SIGNALBOX["LOOP_BLOCK_MS"]`` logs which receivers did it.
+    """
+
+    def __init__(self, use_caching: bool = False) -> None:
+        super().__init__(use_caching=use_caching)
+        self._routes: dict[int, _Route] = {}
+        self._epoch = object()
+        self._adapters: dict[tuple[Hashable, Hashable], Adapter] = {}
+
+    # -- connecting ---------------------------------------------------------
+
+    def connect(
+        self,
+        receiver: Receiver,
+        sender: object = None,
+        weak: bool = True,
+        dispatch_uid: Hashable = None,
+        *,
+        run: Run = "inline",
+        **options: Any,
+    ) -> None:
+        """Connect ``receiver`` as Django does; ``run=`` chooses how it runs.
+
+        See :func:`connect` for the modes and their options.
+        """
+        connect(
+            self,
+            receiver,
+            sender=sender,
+            weak=weak,
+            dispatch_uid=dispatch_uid,
+            run=run,
+            **options,
+        )
+
+    def disconnect(
+        self,
+        receiver: Receiver | None = None,
+        sender: object = None,
+        dispatch_uid: Hashable = None,
+    ) -> bool:
+        """Disconnect as Django does; return whether a receiver was disconnected."""
+        disconnected = super().disconnect(receiver, sender, dispatch_uid)
+        self._forget_routes()
+        key = (dispatch_uid or _compat.make_id(receiver), _compat.make_id(sender))
+        adapter = self._adapters.pop(key, None)
+        if disconnected:
+            connected = adapter if adapter is not None else receiver
+            registry.registry.forget(self, connected)
+        if adapter is not None:
+            adapter.release()
+        return disconnected
+
+    def _connect_directly(
+        self,
+        receiver: Receiver,
+        sender: object,
+        weak: bool,
+        dispatch_uid: Hashable,
+    ) -> None:
+        super().connect(receiver, sender, weak, dispatch_uid)
+        self._forget_routes()
+        if isinstance(receiver, Adapter):
+            self._adapters.setdefault(
+                (dispatch_uid or _compat.make_id(receiver), _compat.make_id(sender)),
+                receiver,
+            )
+
+    # -- finding receivers --------------------------------------------------
+
+    def _forget_routes(self) -> None:
+        self._epoch = object()
+        self._routes.clear()
+
+    def _live_receivers(self, sender: object) -> tuple[list[Receiver], list[Receiver]]:
+        # Django rebuilds this list on every send, under a lock. The route
+        # cache holds references (weak where Django's are), so it never keeps
+        # a receiver alive; any connect, disconnect or replacement of
+        # `self.receivers` starts a new epoch.
+        route = self._routes.get(id(sender))
+        if (
+            route is not None
+            and route.epoch is self._epoch
+            and route.receivers is self.receivers
+            and route.sender() is sender
+        ):
+            return route.resolve()
+        epoch, receivers = self._epoch, self.receivers
+        synchronous, asynchronous = super()._live_receivers(sender)
+        if len(self._routes) >= _ROUTES_KEPT:
+            self._routes.clear()
+        self._routes[id(sender)] = _Route(
+            epoch, receivers, _reference(sender), synchronous, asynchronous
+        )
+        return synchronous, asynchronous
+
+    # -- sending ------------------------------------------------------------
+
+    def send(self, sender: Any, **named: Any) -> Responses:
+        """Send the signal to every receiver, as Django does, timing each call.
+
+        If a receiver raises, the error propagates and later receivers do not
+        run. Coroutine receivers run after the synchronous ones, concurrently,
+        through one ``async_to_sync()``. Returns ``[(receiver, response), ...]``.
+        """
+        if (
+            not self.receivers
+            or self.sender_receivers_cache.get(sender) is _compat.NO_RECEIVERS
+        ):
+            return []
+        synchronous, asynchronous = self._live_receivers(sender)
+        responses = self._call_each(synchronous, sender, named, robust=False)
+        if asynchronous:
+            responses.extend(
+                async_to_sync(self._await_each)(asynchronous, sender, named, False)
+            )
+        return responses
+
+    def send_robust(self, sender: Any, **named: Any) -> Responses:
+        """Like :meth:`send`, but an ``Exception`` from a receiver is logged and
+        returned as that receiver's response instead of propagating."""
+        if (
+            not self.receivers
+            or self.sender_receivers_cache.get(sender) is _compat.NO_RECEIVERS
+        ):
+            return []
+        synchronous, asynchronous = self._live_receivers(sender)
+        responses = self._call_each(synchronous, sender, named, robust=True)
+        if asynchronous:
+            responses.extend(
+                async_to_sync(self._await_each)(asynchronous, sender, named, True)
+            )
+        return responses
+
+    async def asend(self, sender: Any, **named: Any) -> Responses:
+        """Send from async code without blocking the event loop.
+
+        Synchronous receivers run together in one ``sync_to_async()`` thread;
+        coroutine receivers are awaited concurrently (a single one is awaited
+        directly, which is much cheaper than a task). Errors propagate as in
+        :meth:`send`.
+        """
+        return await self._asend(sender, named, robust=False)
+
+    async def asend_robust(self, sender: Any, **named: Any) -> Responses:
+        """:meth:`asend` that logs and returns exceptions like :meth:`send_robust`."""
+        return await self._asend(sender, named, robust=True)
+
+    async def _asend(
+        self, sender: object, named: dict[str, Any], robust: bool
+    ) -> Responses:
+        if (
+            not self.receivers
+            or self.sender_receivers_cache.get(sender) is _compat.NO_RECEIVERS
+        ):
+            return []
+        synchronous, asynchronous = self._live_receivers(sender)
+        if not synchronous:
+            return await self._await_each(asynchronous, sender, named, robust)
+        call_each = sync_to_async(self._call_each)
+        if not asynchronous:
+            return await call_each(synchronous, sender, named, robust)
+        if _compat.SYNC_BEFORE_ASYNC:
+            responses = await call_each(synchronous, sender, named, robust)
+            responses.extend(
+                await self._await_each(asynchronous, sender, named, robust)
+            )
+            return responses
+        both = await asyncio.gather(
+            call_each(synchronous, sender, named, robust),
+            self._await_each(asynchronous, sender, named, robust),
+        )
+        return both[0] + both[1]
+
+    def _call_each(
+        self,
+        receivers: list[Receiver],
+        sender: object,
+        named: dict[str, Any],
+        robust: bool,
+    ) -> Responses:
+        """Call synchronous receivers in order, timing each: the hot loop."""
+        responses: Responses = []
+        if not receivers:
+            return responses
+        limits = conf.get()
+        # When this thread's event loop is running, every duration is kept so a
+        # blocked loop can be reported with each receiver's share; otherwise
+        # only a slow one leaves the loop's fast path.
+        timings: list[tuple[Receiver, int]] | None = None
+        threshold = limits.slow_receiver_ns
+        if _running_loop() is not None:
+            timings, threshold = [], -1
+        clock = time.perf_counter_ns
+        start = last = clock()
+        for receiver in receivers:
+            try:
+                response = receiver(signal=self, sender=sender, **named)
+            except Exception as err:
+                if not robust:
+                    raise
+                _compat.log_robust_failure(self, receiver, err)
+                response = err
+            responses.append((receiver, response))
+            now = clock()
+            if now - last > threshold:
+                self._took(receiver, sender, now - last, limits, timings)
+                now = clock()  # the report's own time is nobody's share
+            last = now
+        if timings is not None and last - start > limits.loop_block_ns:
+            observe.loop_blocked(self, sender, timings, last - start)
+        return responses
+
+    def _took(
+        self,
+        receiver: Receiver,
+        sender: object,
+        elapsed: int,
+        limits: conf.Settings,
+        timings: list[tuple[Receiver, int]] | None,
+    ) -> None:
+        if timings is not None:
+            timings.append((receiver, elapsed))
+        if elapsed > limits.slow_receiver_ns:
+            observe.slow_receiver(self, sender, receiver, elapsed)
+
+    async def _await_each(
+        self,
+        receivers: list[Receiver],
+        sender: object,
+        named: dict[str, Any],
+        robust: bool,
+    ) -> Responses:
+        """Await coroutine receivers concurrently, timing each."""
+        if len(receivers) == 1:
+            return [
+                (
+                    receivers[0],
+                    await self._await_one(receivers[0], sender, named, robust),
+                )
+            ]
+        responses = await _compat.run_parallel(
+            *(
+                self._await_one(receiver, sender, named, robust)
+                for receiver in receivers
+            )
+        )
+        return list(zip(receivers, responses, strict=True))
+
+    async def _await_one(
+        self, receiver: Receiver, sender: object, named: dict[str, Any], robust: bool
+    ) -> Any:
+        start = time.perf_counter_ns()
+        try:
+            response = await receiver(signal=self, sender=sender, **named)
+        except Exception as err:
+            if not robust:
+                raise
+            _compat.log_robust_failure(self, receiver, err)
+            response = err
+        elapsed = time.perf_counter_ns() - start
+        if elapsed > conf.get().slow_receiver_ns:
+            observe.slow_receiver(self, sender, receiver, elapsed)
+        return response
+
+
+def receiver(
+    signal: DjangoSignal | Sequence[DjangoSignal],
+    *,
+    sender: object = None,
+    run: Run = "inline",
+    dispatch_uid: Hashable = None,
+    weak: bool = True,
+    **options: Any,
+) -> Callable[[F], F]:
+    """Decorate a function to connect it to one signal or a list of signals.
+
+    Works with any :class:`django.dispatch.Signal`, Django's own included.
+    Takes the arguments of :func:`connect`; returns the function unchanged.
+    """
+
+    def decorator(func: F) -> F:
+        signals = [signal] if isinstance(signal, DjangoSignal) else list(signal)
+        for each in signals:
+            connect(
+                each,
+                func,
+                sender=sender,
+                weak=weak,
+                dispatch_uid=dispatch_uid,
+                run=run,
+                **options,
+            )
+        return func
+
+    return decorator
+
+
+def connect(
+    signal: DjangoSignal,
+    receiver: Receiver,
+    *,
+    sender: object = None,
+    weak: bool = True,
+    dispatch_uid: Hashable = None,
+    run: Run = "inline",
+    **options: Any,
+) -> None:
+    """Connect ``receiver`` to ``signal`` (any Django signal) and say how it runs.
+
+    ``run="inline"`` (the default) calls it during ``send()``, exactly as
+    Django does. ``run="on_commit"`` calls it once the transaction around the
+    ``send()`` commits (at once outside a transaction, never after a
+    rollback); the database is the ``using`` argument that model signals
+    carry, else the default one; its exceptions are logged, never raised.
+    Coroutine receivers work in every mode.
+
+    ``sender``, ``weak`` and ``dispatch_uid`` mean what they mean to Django.
+    Whatever the mode, the receiver lives exactly as long as it would have
+    with Django's ``connect``. Raises :class:`~signalbox.ReceiverError` for an
+    unknown mode or option, or a receiver the mode cannot run.
+    """
+    run = registry.validate_run(run)
+    info = _describe(signal, receiver, sender, dispatch_uid, run, options)
+    if run == "inline" and isinstance(signal, Signal):
+        signal._connect_directly(receiver, sender, weak, dispatch_uid)
+        registry.registry.record(signal, receiver, receiver, sender, info)
+        return
+    _check_callable(receiver)
+    adapter = _adapter(receiver, run, weak, info)
+    # Django identifies a connection by (dispatch_uid or id(receiver), sender).
+    # Passing the receiver's own id as the uid gives the adapter the identity
+    # the receiver would have had: disconnect(receiver) finds it, and a second
+    # connect of the same receiver is ignored, as with Django.
+    uid = dispatch_uid or _compat.make_id(receiver)
+    registry.registry.record(signal, adapter, receiver, sender, info)
+    try:
+        if isinstance(signal, Signal):
+            signal._connect_directly(adapter, sender, weak, uid)
+        else:
+            signal.connect(adapter, sender=sender, weak=weak, dispatch_uid=uid)
+    except BaseException:
+        registry.registry.forget(signal, adapter)
+        adapter.release()
+        raise
+
+
+def _describe(
+    signal: DjangoSignal,
+    receiver: Receiver,
+    sender: object,
+    dispatch_uid: Hashable,
+    run: Run,
+    options: dict[str, Any],
+) -> ReceiverInfo:
+    if options:
+        raise ReceiverError(
+            f"run={run!r} takes no options, but got {sorted(options)}.",
+            receiver=receiver,
+            signal=signal,
+        )
+    key = registry.receiver_key(receiver, dispatch_uid)
+    if run in registry.KEYED_MODES:
+        registry.require_findable(receiver, run, key)
+    if run == "background":
+        raise ConfigurationError(
+            "run='background' needs signalbox's outbox and worker, which this "
+            "version does not ship yet; use run='on_commit' for now."
+        )
+    return ReceiverInfo(
+        key=key,
+        run=run,
+        sender=registry.describe_sender(sender),
+        location=registry.source_location(receiver),
+    )
+
+
+def _check_callable(receiver: Receiver) -> None:
+    # Django checks a receiver only when DEBUG is on; an adapter would hide the
+    # receiver from that check, so it is made here, on the receiver itself.
+    if not callable(receiver):
+        raise TypeError("Signal receivers must be callable.")
+    if settings.configured and settings.DEBUG and not func_accepts_kwargs(receiver):
+        raise ValueError("Signal receivers must accept keyword arguments (**kwargs).")
+
+
+def _adapter(receiver: Receiver, run: Run, weak: bool, info: ReceiverInfo) -> Adapter:
+    if run == "on_commit":
+        return OnCommitReceiver(receiver, weak=weak, info=info)
+    if iscoroutinefunction(receiver):
+        return AsyncTimedReceiver(receiver, weak=weak, info=info)
+    return TimedReceiver(receiver, weak=weak, info=info)
+
+
+def _reference(obj: Any) -> Callable[[], Any]:
+    """A weak reference to ``obj`` where it allows one, else a strong one."""
+    try:
+        if hasattr(obj, "__self__") and hasattr(obj, "__func__"):
+            return weakref.WeakMethod(obj)
+        return weakref.ref(obj)
+    except TypeError:
+        return lambda: obj

@@ -1,0 +1,102 @@
+"""Seeing what runs: timing reports and warnings about receivers.
+
+The dispatch loop measures every receiver call with ``perf_counter_ns`` and
+calls into this module only when something deserves a word: a receiver
+slower than ``SIGNALBOX["SLOW_RECEIVER_MS"]``, a synchronous ``send()`` that
+held a running event loop longer than ``SIGNALBOX["LOOP_BLOCK_MS"]``, or a
+deferred receiver that failed where no caller could see it. The hot path
+therefore pays for two clock readings and a comparison, nothing more.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from signalbox import registry
+
+logger = logging.getLogger("signalbox.observe")
+failures = logger.getChild("failures")
+
+
+def receiver_name(receiver: Callable[..., Any]) -> str:
+    """The name a person knows a receiver by: its registry key, or module.qualname."""
+    described = getattr(receiver, "signalbox_key", None)
+    if isinstance(described, str):
+        return described
+    return registry.receiver_key(receiver)
+
+
+def slow_receiver(
+    signal: object, sender: object, receiver: Callable[..., Any], duration_ns: int
+) -> None:
+    """Warn, once for this call, that a receiver took longer than the limit."""
+    logger.warning(
+        "Slow signal receiver: %s took %.1f ms for %s (sender %s). "
+        "It runs in the caller's thread and the caller waits for it; "
+        'connect it with run="on_commit" or run="background" to take it '
+        "off the request path.",
+        receiver_name(receiver),
+        duration_ns / 1e6,
+        _signal(signal),
+        registry.describe_sender(sender),
+        extra={
+            "signalbox_signal": _signal(signal),
+            "signalbox_receiver": receiver_name(receiver),
+            "signalbox_duration_ms": duration_ns / 1e6,
+        },
+    )
+
+
+def loop_blocked(
+    signal: object,
+    sender: object,
+    timings: Sequence[tuple[Callable[..., Any], int]],
+    total_ns: int,
+) -> None:
+    """Warn that a synchronous send held a running event loop, naming each share."""
+    shares = ", ".join(
+        f"{receiver_name(receiver)} {duration / 1e6:.1f} ms "
+        f"({100 * duration / total_ns if total_ns else 0:.0f}%)"
+        for receiver, duration in sorted(timings, key=lambda item: -item[1])
+    )
+    logger.warning(
+        "%s.send() blocked the running event loop for %.1f ms (sender %s): %s. "
+        "Use `await %s.asend(...)` from async code so synchronous receivers run "
+        "in a thread and coroutine receivers are awaited.",
+        _signal(signal),
+        total_ns / 1e6,
+        registry.describe_sender(sender),
+        shares,
+        _signal(signal).rpartition(".")[2],
+        extra={
+            "signalbox_signal": _signal(signal),
+            "signalbox_blocked_ms": total_ns / 1e6,
+        },
+    )
+
+
+def deferred_failure(
+    signal: object, sender: object, key: str, run: str, error: BaseException
+) -> None:
+    """Log a deferred receiver's exception, which no caller is left to see."""
+    failures.error(
+        "Receiver %s (run=%r) failed for %s (sender %s): %s: %s",
+        key,
+        run,
+        _signal(signal),
+        registry.describe_sender(sender),
+        type(error).__name__,
+        error,
+        exc_info=error,
+        extra={"signalbox_signal": _signal(signal), "signalbox_receiver": key},
+    )
+
+
+def _signal(signal: object) -> str:
+    from django.dispatch import Signal
+
+    if isinstance(signal, Signal):
+        return registry.signal_name(signal)
+    return repr(signal)

@@ -1,0 +1,278 @@
+"""Stable names for receivers, and what signalbox knows about each one.
+
+Every receiver connected through signalbox is recorded here with a key
+(``dispatch_uid`` if given, else ``module.qualname``), the mode it runs in, its
+options and where it is defined. Modes that run a receiver outside the
+sending process find it again by that key, so a key must name exactly one
+function: the registry refuses receivers it could not find again (lambdas,
+closures, bound methods of instances) and keys that already name another
+function on the same signal. Nothing here ever imports a path it is given.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final, Literal, TypeAlias, get_args
+
+from django.dispatch import Signal as DjangoSignal
+
+from signalbox.exceptions import ReceiverError
+
+Run: TypeAlias = Literal["inline", "on_commit", "background"]
+"""How a receiver runs: the values of ``run=``."""
+
+RUN_MODES: Final[tuple[Run, ...]] = get_args(Run)
+KEYED_MODES: Final[frozenset[Run]] = frozenset({"background"})
+"""Modes that find the receiver again by key, from another process."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverInfo:
+    """What signalbox knows about one connection of a receiver to a signal."""
+
+    key: str
+    run: Run
+    sender: str | None
+    location: str
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def validate_run(run: object) -> Run:
+    """Return ``run`` if it is a known mode; else raise naming the known ones."""
+    if run not in RUN_MODES:
+        raise ReceiverError(
+            f"run={run!r} is not a mode signalbox knows; use one of "
+            f"{', '.join(repr(mode) for mode in RUN_MODES)}."
+        )
+    return run
+
+
+def receiver_key(receiver: Callable[..., Any], dispatch_uid: Hashable = None) -> str:
+    """The receiver's stable key: ``dispatch_uid`` if given, else module.qualname."""
+    if dispatch_uid is not None:
+        return str(dispatch_uid)
+    target = inspect.unwrap(receiver)
+    module = getattr(target, "__module__", None) or "<unknown>"
+    qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return f"{module}.{qualname}"
+
+
+def require_findable(receiver: Callable[..., Any], run: Run, key: str) -> None:
+    """Refuse a receiver that could not be found again by its key.
+
+    A worker in another process looks a receiver up by key among the
+    module-level functions its own imports connected. Lambdas and closures
+    have no such name, and a bound method needs the very instance it was bound
+    to; each gets an error saying what to write instead.
+    """
+    target = inspect.unwrap(receiver)
+    owner = getattr(target, "__self__", None)
+    qualname = getattr(target, "__qualname__", "")
+    why: str | None = None
+    if owner is not None and not isinstance(owner, type):
+        why = (
+            "it is a method bound to one instance, which another process "
+            "cannot find; use a module-level function or a classmethod"
+        )
+    elif not inspect.isfunction(target) and not inspect.ismethod(target):
+        why = (
+            "it is a callable object, which another process cannot find; "
+            "use a module-level function"
+        )
+    elif target.__name__ == "<lambda>":
+        why = "it is a lambda, which has no name; use a def at module level"
+    elif "<locals>" in qualname or getattr(target, "__closure__", None):
+        why = (
+            "it is defined inside a function, so another process cannot "
+            "import it; move it to module level"
+        )
+    if why is not None:
+        raise ReceiverError(
+            f"run={run!r} cannot use {key!r}: {why}.",
+            receiver=receiver,
+            key=key,
+        )
+
+
+def source_location(receiver: Callable[..., Any]) -> str:
+    """Where the receiver is defined, as ``file:line`` (``?`` when unknown)."""
+    target: Any = inspect.unwrap(receiver)
+    target = getattr(target, "__func__", target)
+    code = getattr(target, "__code__", None)
+    if code is None:
+        call = type(target).__call__ if callable(target) else None
+        code = getattr(call, "__code__", None)
+    if code is None:
+        return "?"
+    return f"{code.co_filename}:{code.co_firstlineno}"
+
+
+def describe_sender(sender: object) -> str | None:
+    """A short, stable name for a sender filter: ``app_label.Model`` for models."""
+    if sender is None:
+        return None
+    if isinstance(sender, str):
+        return sender
+    meta = getattr(sender, "_meta", None)
+    if isinstance(sender, type) and meta is not None:
+        return str(meta.label)
+    if isinstance(sender, type):
+        return f"{sender.__module__}.{sender.__qualname__}"
+    return repr(sender)
+
+
+@dataclass(slots=True)
+class _Entry:
+    info: ReceiverInfo
+    connected: Callable[[], object | None]
+    receiver: Callable[[], object | None]
+    sender: int
+
+    def alive(self) -> bool:
+        return self.connected() is not None and self.receiver() is not None
+
+
+class Registry:
+    """What signalbox connected, per signal, found by the object connected.
+
+    The object connected is the receiver itself for inline receivers on a
+    signalbox :class:`~signalbox.Signal`, and signalbox's adapter otherwise.
+    Entries are held weakly, like the signal's own references, and vanish
+    with the receiver; a listing asks the signal which objects are live, so a
+    receiver disconnected behind signalbox's back is never shown.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_signal: weakref.WeakKeyDictionary[DjangoSignal, list[_Entry]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def record(
+        self,
+        signal: DjangoSignal,
+        connected: object,
+        receiver: Callable[..., Any],
+        sender: object,
+        info: ReceiverInfo,
+    ) -> None:
+        """Remember ``info`` for ``connected`` on ``signal``.
+
+        For a keyed mode, raises :class:`ReceiverError` if the key already
+        names a different, still-living receiver on this signal.
+        """
+        with self._lock:
+            entries = [e for e in self._by_signal.get(signal, []) if e.alive()]
+            if info.run in KEYED_MODES:
+                _refuse_taken_key(entries, receiver, info)
+            entries.append(_Entry(info, _weak(connected), _weak(receiver), id(sender)))
+            self._by_signal[signal] = entries
+
+    def forget(self, signal: DjangoSignal, connected: object) -> None:
+        """Drop what was recorded for ``connected`` (it was disconnected)."""
+        with self._lock:
+            entries = self._by_signal.get(signal, [])
+            entries[:] = [e for e in entries if e.connected() is not connected]
+
+    def info(
+        self, signal: DjangoSignal, connected: object, sender: object = None
+    ) -> ReceiverInfo | None:
+        """What signalbox recorded for ``connected`` on ``signal``, or None."""
+        found = None
+        for entry in list(self._by_signal.get(signal, [])):
+            if entry.connected() is connected:
+                if entry.sender == id(sender):
+                    return entry.info
+                found = found or entry.info
+        return found
+
+    def signals(self) -> list[DjangoSignal]:
+        """Every signal that signalbox connected a receiver to."""
+        with self._lock:
+            return list(self._by_signal.keys())
+
+    def find(self, signal: DjangoSignal, key: str) -> Callable[..., Any] | None:
+        """The living receiver that ``key`` names on ``signal``, or None."""
+        for entry in list(self._by_signal.get(signal, [])):
+            if entry.info.key == key and entry.alive():
+                return entry.receiver()  # type: ignore[return-value]
+        return None
+
+
+def _refuse_taken_key(
+    entries: list[_Entry], receiver: Callable[..., Any], info: ReceiverInfo
+) -> None:
+    for entry in entries:
+        other = entry.receiver()
+        if entry.info.key == info.key and other is not None and other != receiver:
+            raise ReceiverError(
+                f"The key {info.key!r} already names {other!r} "
+                f"({entry.info.location}) on this signal, so it cannot also "
+                f"name {receiver!r} ({info.location}). Give one of them "
+                f"another dispatch_uid.",
+                receiver=receiver,
+                key=info.key,
+            )
+
+
+def _weak(obj: object) -> Callable[[], object | None]:
+    try:
+        if inspect.ismethod(obj):
+            return weakref.WeakMethod(obj)
+        return weakref.ref(obj)
+    except TypeError:
+        return lambda: obj
+
+
+registry: Final = Registry()
+"""The process-wide registry that ``signalbox.receiver`` records into."""
+
+
+_names: weakref.WeakKeyDictionary[DjangoSignal, str] = weakref.WeakKeyDictionary()
+
+
+def signal_name(signal: DjangoSignal) -> str:
+    """The dotted path a signal is importable as.
+
+    For example ``django.db.models.signals.post_save``.
+
+    Found by looking through loaded modules once and cached; a signal that no
+    module exposes is named by its ``repr``.
+    """
+    name = _names.get(signal)
+    if name is None:
+        _index_loaded_modules()
+        name = _names.get(signal) or repr(signal)
+    return name
+
+
+def _index_loaded_modules() -> None:
+    for module_name, module in list(sys.modules.items()):
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for attr, value in list(namespace.items()):
+            if isinstance(value, DjangoSignal) and not attr.startswith("_"):
+                candidate = f"{module_name}.{attr}"
+                current = _names.get(value)
+                if current is None or _rank(candidate) < _rank(current):
+                    _names[value] = candidate
+
+
+def _rank(path: str) -> tuple[int, int, str]:
+    # A signal is usually defined in a module called "signals" and imported
+    # everywhere else; prefer that name, then the shortest, then the first
+    # alphabetically, so the choice does not depend on import order.
+    module = path.rpartition(".")[0]
+    return (0 if module.rpartition(".")[2] == "signals" else 1, len(path), path)
+
+
+def name_signal(signal: DjangoSignal, name: str) -> None:
+    """Record the dotted path of a signal whose defining module is known."""
+    _names[signal] = name

@@ -1,0 +1,43 @@
+"""Shared fixtures, and the rule for tests that need a service.
+
+A test marked ``postgres`` needs the PostgreSQL server. Locally it is skipped
+when the server does not answer; under CI (the ``CI`` variable is set) it
+fails instead, so a missing service can never pass as a green run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from tests import settings as test_settings
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    for item in items:
+        if "postgres" in item.keywords and test_settings.ENGINE != "postgres":
+            item.add_marker(
+                pytest.mark.skip(reason="runs with SIGNALBOX_TEST_DB=postgres")
+            )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if test_settings.ENGINE == "postgres" and not _answers("127.0.0.1", 5432):
+        message = "PostgreSQL is not answering on 127.0.0.1:5432"
+        if os.environ.get("CI"):
+            raise pytest.UsageError(
+                f"{message}, and CI needs it (start it: make services)."
+            )
+        pytest.exit(f"{message}; skipping the PostgreSQL run.", returncode=0)

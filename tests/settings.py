@@ -1,0 +1,53 @@
+"""Settings for signalbox's own test suite.
+
+``SIGNALBOX_TEST_DB`` picks the database engine the suite runs on: ``sqlite``
+(the default, no service needed) or ``postgres`` (the local server on
+127.0.0.1:5432). Both configure two aliases, ``default`` and ``other``, so
+tests can check that deferred receivers follow the alias a signal names.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+ENGINE = os.environ.get("SIGNALBOX_TEST_DB", "sqlite")
+
+
+def _database(name: str) -> dict[str, Any]:
+    if ENGINE == "postgres":
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("SIGNALBOX_PG_NAME", "test"),
+            "USER": os.environ.get("SIGNALBOX_PG_USER", "postgres"),
+            "HOST": "127.0.0.1",
+            "PORT": "5432",
+            "TEST": {"NAME": f"signalbox_test_{name}"},
+        }
+    if ENGINE == "sqlite":
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": f"signalbox_{name}.sqlite3",
+            "TEST": {"NAME": f"file:signalbox_{name}?mode=memory&cache=shared"},
+        }
+    raise ValueError(
+        f"SIGNALBOX_TEST_DB must be 'sqlite' or 'postgres', not {ENGINE!r}"
+    )
+
+
+SECRET_KEY = "signalbox-tests-only"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["testserver", "localhost"]
+DATABASES = {"default": _database("default"), "other": _database("other")}
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "signalbox",
+    "tests.testapp",
+]
+MIDDLEWARE: list[str] = []
+ROOT_URLCONF = "tests.testapp.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LOGGING_CONFIG = None
