@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 ENGINE = os.environ.get("SIGNALBOX_TEST_DB", "sqlite")
+_SUFFIX = os.environ.get("SIGNALBOX_TEST_DB_SUFFIX", "")
 
 
 def _database(name: str) -> dict[str, Any]:
@@ -22,7 +23,8 @@ def _database(name: str) -> dict[str, Any]:
             "USER": os.environ.get("SIGNALBOX_PG_USER", "postgres"),
             "HOST": "127.0.0.1",
             "PORT": "5432",
-            "TEST": {"NAME": f"signalbox_test_{name}"},
+            # A suffix lets several suites share the server without colliding.
+            "TEST": {"NAME": f"signalbox_test_{name}{_SUFFIX}"},
         }
     if ENGINE == "sqlite":
         return {
