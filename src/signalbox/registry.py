@@ -132,7 +132,7 @@ class _Entry:
     info: ReceiverInfo
     connected: Callable[[], object | None]
     receiver: Callable[[], object | None]
-    sender: int
+    sender: Callable[[], object | None]
 
     def alive(self) -> bool:
         return self.connected() is not None and self.receiver() is not None
@@ -171,7 +171,9 @@ class Registry:
             entries = [e for e in self._by_signal.get(signal, []) if e.alive()]
             if info.run in KEYED_MODES:
                 _refuse_taken_key(entries, receiver, info)
-            entries.append(_Entry(info, _weak(connected), _weak(receiver), id(sender)))
+            entries.append(
+                _Entry(info, _weak(connected), _weak(receiver), _weak(sender))
+            )
             self._by_signal[signal] = entries
 
     def forget(self, signal: DjangoSignal, connected: object) -> None:
@@ -187,7 +189,7 @@ class Registry:
         found = None
         for entry in list(self._by_signal.get(signal, [])):
             if entry.connected() is connected:
-                if entry.sender == id(sender):
+                if entry.sender() is sender:
                     return entry.info
                 found = found or entry.info
         return found
@@ -196,6 +198,11 @@ class Registry:
         """Every signal that signalbox connected a receiver to."""
         with self._lock:
             return list(self._by_signal.keys())
+
+    def senders(self, signal: DjangoSignal) -> list[object]:
+        """The sender filters signalbox connected receivers with on ``signal``."""
+        found = [entry.sender() for entry in list(self._by_signal.get(signal, []))]
+        return [sender for sender in found if sender is not None]
 
     def find(self, signal: DjangoSignal, key: str) -> Callable[..., Any] | None:
         """The living receiver that ``key`` names on ``signal``, or None."""
