@@ -242,6 +242,7 @@ registry: Final = Registry()
 
 
 _names: weakref.WeakKeyDictionary[DjangoSignal, str] = weakref.WeakKeyDictionary()
+_indexed_modules = [0]
 
 
 def signal_name(signal: DjangoSignal) -> str:
@@ -253,10 +254,13 @@ def signal_name(signal: DjangoSignal) -> str:
     module exposes is named by its ``repr``.
     """
     name = _names.get(signal)
-    if name is None:
+    if name is None and len(sys.modules) != _indexed_modules[0]:
+        # Look again only when modules were imported since the last look, so
+        # an unnamed signal does not cost a scan on every warning.
+        _indexed_modules[0] = len(sys.modules)
         _index_loaded_modules()
-        name = _names.get(signal) or repr(signal)
-    return name
+        name = _names.get(signal)
+    return name or repr(signal)
 
 
 def _index_loaded_modules() -> None:
@@ -265,7 +269,9 @@ def _index_loaded_modules() -> None:
         if not isinstance(namespace, dict):
             continue
         for attr, value in list(namespace.items()):
-            if isinstance(value, DjangoSignal) and not attr.startswith("_"):
+            # type(), not isinstance(): a lazy object (staticfiles_storage, say)
+            # answers isinstance() by building what it wraps.
+            if issubclass(type(value), DjangoSignal) and not attr.startswith("_"):
                 candidate = f"{module_name}.{attr}"
                 current = _names.get(value)
                 if current is None or _rank(candidate) < _rank(current):

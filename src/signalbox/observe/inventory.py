@@ -64,7 +64,9 @@ def connected_receivers() -> list[SignalListing]:
 def _all_signals() -> list[Signal]:
     found: dict[int, Signal] = {}
     for obj in gc.get_objects():
-        if isinstance(obj, Signal):
+        # type(), not isinstance(): a lazy object answers isinstance() by
+        # building what it wraps, which must not happen as a side effect here.
+        if issubclass(type(obj), Signal):
             found[id(obj)] = obj
     for signal in registry.registry.signals():
         found[id(signal)] = signal

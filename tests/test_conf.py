@@ -1,0 +1,57 @@
+"""The SIGNALBOX setting: defaults, validation, and overrides in tests."""
+
+from __future__ import annotations
+
+import pytest
+from django.core import checks
+from django.test import override_settings
+
+from signalbox import ConfigurationError, conf
+
+
+def test_defaults() -> None:
+    with override_settings():
+        settings = conf.get()
+    assert settings.slow_receiver_ns == 250_000_000
+    assert settings.loop_block_ns == 20_000_000
+
+
+def test_override_settings_is_seen_and_undone() -> None:
+    with override_settings(SIGNALBOX={"SLOW_RECEIVER_MS": 5}):
+        assert conf.get().slow_receiver_ns == 5_000_000
+    assert conf.get().slow_receiver_ns == 250_000_000
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ([], "must be a dict, not list"),
+        ({"SLOW_MS": 1}, r"unknown keys \['SLOW_MS'\]; the known keys are"),
+        ({"SLOW_RECEIVER_MS": -1}, r"SIGNALBOX\['SLOW_RECEIVER_MS'\] must be a number"),
+        ({"LOOP_BLOCK_MS": "20"}, r"SIGNALBOX\['LOOP_BLOCK_MS'\] must be a number"),
+        ({"LOOP_BLOCK_MS": True}, r"must be a number of milliseconds >= 0, not True"),
+    ],
+)
+def test_bad_values_are_named(value: object, message: str) -> None:
+    with (
+        override_settings(SIGNALBOX=value),
+        pytest.raises(ConfigurationError, match=message),
+    ):
+        conf.get()
+
+
+def test_configuration_errors_are_improperly_configured() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    assert issubclass(ConfigurationError, ImproperlyConfigured)
+
+
+def test_system_check_reports_a_bad_setting() -> None:
+    with override_settings(SIGNALBOX={"SLOW_RECEIVER_MS": "fast"}):
+        errors = checks.run_checks()
+    assert [error.id for error in errors] == ["signalbox.E001"]
+    assert "SLOW_RECEIVER_MS" in errors[0].msg
+
+
+def test_system_check_is_quiet_when_all_is_well() -> None:
+    assert checks.run_checks() == []
