@@ -14,6 +14,8 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from django.dispatch import Signal
+
 from signalbox import registry
 
 logger = logging.getLogger("signalbox.observe")
@@ -95,8 +97,6 @@ def deferred_failure(
 
 
 def _signal(signal: object) -> str:
-    from django.dispatch import Signal
-
     if isinstance(signal, Signal):
         return registry.signal_name(signal)
     return repr(signal)

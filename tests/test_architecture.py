@@ -1,0 +1,105 @@
+"""The package's shape: imports flow one way, and nothing unsafe is imported.
+
+Each module belongs to a layer; a module may import from its own layer or
+lower ones, never higher. A new module must be given a layer here, which is
+the moment to decide where it belongs.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "signalbox"
+
+LAYERS: dict[str, int] = {
+    "signalbox.exceptions": 0,
+    "signalbox._compat": 0,
+    "signalbox.conf": 1,
+    "signalbox.registry": 1,
+    "signalbox.observe": 2,
+    "signalbox._adapters": 3,
+    "signalbox.dispatch": 4,
+    "signalbox.observe.inventory": 5,
+    "signalbox.checks": 5,
+    "signalbox.apps": 5,
+    "signalbox.management": 5,
+    "signalbox.management.commands": 5,
+    "signalbox.management.commands.signalbox": 5,
+    "signalbox": 6,
+}
+
+FORBIDDEN_MODULES = {"pickle", "marshal", "shelve", "dill", "cloudpickle", "yaml"}
+FORBIDDEN_CALLS = {"eval", "exec", "__import__"}
+
+
+def modules() -> dict[str, ast.Module]:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = ast.parse(path.read_text(), filename=str(path))
+    return found
+
+
+def imported(tree: ast.Module) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def layer_of(name: str) -> int | None:
+    while name:
+        if name in LAYERS:
+            return LAYERS[name]
+        name = name.rpartition(".")[0]
+    return None
+
+
+@pytest.mark.parametrize("module", sorted(modules()))
+def test_every_module_has_a_layer(module: str) -> None:
+    assert module in LAYERS, f"{module} needs a layer in tests/test_architecture.py"
+
+
+@pytest.mark.parametrize(("module", "tree"), sorted(modules().items()))
+def test_imports_flow_downwards(module: str, tree: ast.Module) -> None:
+    own = LAYERS[module]
+    upward = sorted(
+        name
+        for name in imported(tree)
+        if name.startswith("signalbox") and (layer_of(name) or 0) > own
+    )
+    assert upward == [], f"{module} (layer {own}) imports higher layers: {upward}"
+
+
+@pytest.mark.parametrize(("module", "tree"), sorted(modules().items()))
+def test_nothing_unsafe_is_imported_or_called(module: str, tree: ast.Module) -> None:
+    unsafe_imports = {
+        name for name in imported(tree) if name.split(".")[0] in FORBIDDEN_MODULES
+    }
+    unsafe_calls = {
+        node.func.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in FORBIDDEN_CALLS
+    }
+    assert not unsafe_imports, f"{module} imports {unsafe_imports}"
+    assert not unsafe_calls, f"{module} calls {unsafe_calls}"
+
+
+def test_import_by_name_appears_nowhere() -> None:
+    # A worker must find receivers in its registry, never import a path that
+    # came from data; importlib has no place in the package.
+    offenders = {
+        module
+        for module, tree in modules().items()
+        if any(name.split(".")[0] == "importlib" for name in imported(tree))
+    }
+    assert offenders == set()

@@ -1,0 +1,53 @@
+"""Uses of signalbox's public API that must type-check under ``mypy --strict``.
+
+This file is checked, never run: ``make types`` runs mypy on it, so a change
+that makes ordinary, correct code fail to type-check fails the build.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models.signals import post_save
+
+import signalbox
+from signalbox import ReceiverError, Signal, connect, receiver
+
+order_paid = Signal()
+cached = Signal(use_caching=True)
+
+
+@receiver(order_paid)
+def inline(sender: object, **kwargs: Any) -> None: ...
+
+
+@receiver([order_paid, post_save], run="on_commit", dispatch_uid="cache.refresh")
+def refresh(sender: object, **kwargs: Any) -> int:
+    return 1
+
+
+@receiver(order_paid, sender=object, weak=False)
+async def push(sender: object, **kwargs: Any) -> str:
+    return "sent"
+
+
+def wiring() -> None:
+    connect(post_save, inline, run="on_commit")
+    order_paid.connect(inline, run="inline")
+    disconnected: bool = order_paid.disconnect(inline)
+    responses: list[tuple[Any, Any]] = order_paid.send(sender=None, order=1)
+    robust = order_paid.send_robust(None)
+    del disconnected, responses, robust
+    # The decorator hands back the function it was given, with its type.
+    assert refresh(sender=None) == 1
+    try:
+        connect(order_paid, lambda sender, **kw: None, run="background")
+    except ReceiverError as error:
+        print(error.key, error.receiver)
+    except signalbox.ConfigurationError:
+        pass
+
+
+async def async_wiring() -> None:
+    await order_paid.asend(sender=None)
+    await order_paid.asend_robust(sender=None)
