@@ -13,11 +13,19 @@ See the README for the first ten minutes and ``docs/`` for the rest.
 """
 
 from signalbox.dispatch import Signal, connect, receiver
-from signalbox.exceptions import ConfigurationError, ReceiverError, SignalboxError
+from signalbox.exceptions import (
+    CodecError,
+    ConfigurationError,
+    DecodeError,
+    ReceiverError,
+    SignalboxError,
+)
 from signalbox.registry import ReceiverInfo, Run
 
 __all__ = [
+    "CodecError",
     "ConfigurationError",
+    "DecodeError",
     "ReceiverError",
     "ReceiverInfo",
     "Run",

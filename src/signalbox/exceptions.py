@@ -38,3 +38,33 @@ class ReceiverError(ConfigurationError):
         self.receiver = receiver
         self.signal = signal
         self.key = key
+
+
+class CodecError(SignalboxError, TypeError):
+    """A value cannot travel to a background receiver; raised at ``send()`` time.
+
+    Nothing has been written when this is raised. ``signal`` and ``receiver``
+    name the connection, ``argument`` the keyword argument (with a path such as
+    ``order.items[2]`` for a value nested inside it).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        signal: str | None = None,
+        receiver: str | None = None,
+        argument: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.signal = signal
+        self.receiver = receiver
+        self.argument = argument
+
+
+class DecodeError(SignalboxError, ValueError):
+    """A stored payload cannot be turned back into arguments.
+
+    The worker records this as the delivery's reason for being dead; the
+    payload is data, so decoding never imports, evaluates or unpickles it.
+    """
