@@ -310,7 +310,8 @@ class Signal(DjangoSignal):
     ) -> None:
         if timings is not None:
             timings.append((receiver, elapsed))
-        if elapsed > limits.slow_receiver_ns:
+        # An adapter times the receiver it stands for, where that runs.
+        if elapsed > limits.slow_receiver_ns and not isinstance(receiver, Adapter):
             observe.slow_receiver(self, sender, receiver, elapsed)
 
     async def _await_each(

@@ -1,0 +1,7 @@
+"""The example project's URLs: everything is the shop's."""
+
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("shop.urls")),
+]

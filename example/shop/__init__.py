@@ -1,0 +1,1 @@
+"""The example shop: orders, the ``order_paid`` signal and its receivers."""
