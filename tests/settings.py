@@ -9,6 +9,8 @@ tests can check that deferred receivers follow the alias a signal names.
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 ENGINE = os.environ.get("SIGNALBOX_TEST_DB", "sqlite")
@@ -27,10 +29,22 @@ def _database(name: str) -> dict[str, Any]:
             "TEST": {"NAME": f"signalbox_test_{name}{_SUFFIX}"},
         }
     if ENGINE == "sqlite":
+        # Files, not memory: acceptance tests start worker processes that
+        # must see the test database. WAL lets readers run beside the one
+        # writer; IMMEDIATE transactions take the write lock up front, so two
+        # writers queue (for up to `timeout` seconds) instead of deadlocking.
+        # One file per test process, so concurrent runs never share one.
+        folder = Path(tempfile.gettempdir())
+        path = folder / f"signalbox_test_{name}{_SUFFIX}_{os.getpid()}.sqlite3"
         return {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": f"signalbox_{name}.sqlite3",
-            "TEST": {"NAME": f"file:signalbox_{name}?mode=memory&cache=shared"},
+            "NAME": str(path),
+            "TEST": {"NAME": str(path)},
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
         }
     raise ValueError(
         f"SIGNALBOX_TEST_DB must be 'sqlite' or 'postgres', not {ENGINE!r}"
@@ -47,7 +61,7 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "signalbox",
-    "tests.testapp",
+    "tests.testapp.apps.TestAppConfig",
 ]
 MIDDLEWARE: list[str] = []
 ROOT_URLCONF = "tests.testapp.urls"

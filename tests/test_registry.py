@@ -123,12 +123,6 @@ class TestRunModes:
             signal.connect(lambda sender, **kw: None, run="background")
         assert not signal.has_listeners()
 
-    def test_background_is_not_available_yet(self) -> None:
-        signal = signalbox.Signal()
-        with pytest.raises(signalbox.ConfigurationError, match="run='on_commit'"):
-            signal.connect(module_level, run="background")
-        assert not signal.has_listeners()
-
 
 class TestRegistry:
     def test_a_keyed_mode_refuses_a_key_that_names_another_function(self) -> None:
@@ -200,6 +194,21 @@ class TestNames:
         assert registry.signal_name(post_save) == "django.db.models.signals.post_save"
         assert registry.signal_name(request_finished) == (
             "django.core.signals.request_finished"
+        )
+
+    def test_a_reexported_django_signal_keeps_its_own_name(self) -> None:
+        from tests.testapp import signals
+
+        assert registry.signal_name(signals.post_save) == (
+            "django.db.models.signals.post_save"
+        )
+
+    def test_a_signalbox_signal_is_named_where_it_was_created(self) -> None:
+        from tests.testapp import signals
+
+        assert signals.order_shipped.defined_in == "tests.testapp.events"
+        assert registry.signal_name(signals.order_shipped) == (
+            "tests.testapp.events.order_shipped"
         )
 
     def test_module_level_signal(self) -> None:

@@ -12,25 +12,33 @@
 See the README for the first ten minutes and ``docs/`` for the rest.
 """
 
-from signalbox.dispatch import Signal, connect, receiver
+from signalbox._context import DeliveryContext, current_delivery
+from signalbox.dispatch import Signal, connect, disconnect, receiver
 from signalbox.exceptions import (
     CodecError,
     ConfigurationError,
     DecodeError,
     ReceiverError,
+    Retry,
     SignalboxError,
 )
+from signalbox.policy import Backoff
 from signalbox.registry import ReceiverInfo, Run
 
 __all__ = [
+    "Backoff",
     "CodecError",
     "ConfigurationError",
     "DecodeError",
+    "DeliveryContext",
     "ReceiverError",
     "ReceiverInfo",
+    "Retry",
     "Run",
     "Signal",
     "SignalboxError",
     "connect",
+    "current_delivery",
+    "disconnect",
     "receiver",
 ]

@@ -24,7 +24,8 @@ from typing import Any
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
-from signalbox import conf, observe
+from signalbox import _refs, codec, conf, observe, outbox
+from signalbox.policy import Policy
 from signalbox.registry import ReceiverInfo
 
 
@@ -202,6 +203,45 @@ def _spawn(coroutine: Coroutine[Any, Any, None]) -> None:
     task.add_done_callback(_tasks.discard)
 
 
+class BackgroundReceiver(Adapter):
+    """Writes an outbox row in the sender's transaction; a worker runs the receiver.
+
+    The arguments are encoded now, so a value that cannot travel raises
+    :class:`~signalbox.CodecError` in the caller, before anything is written.
+    The row goes to the database named by the ``using`` argument that model
+    signals carry, else the default one, inside whatever transaction is open
+    there: a rollback discards it, the commit hands it to the workers.
+    """
+
+    def __call__(self, signal: object, sender: object, **kwargs: Any) -> None:
+        if self._target() is None:
+            return
+        outbox.enqueue(
+            [self.delivery(signal, sender, kwargs)],
+            using=_database(kwargs.get("using")),
+        )
+
+    def delivery(
+        self, signal: object, sender: object, kwargs: dict[str, Any]
+    ) -> outbox.NewDelivery:
+        """The outbox row for one send to this receiver (not yet written)."""
+        policy = self.info.policy or Policy()
+        name = observe.signal_label(signal)
+        payload = {
+            "sender": codec.encode_sender(sender, signal=name, receiver=self.info.key),
+            "kwargs": codec.encode(kwargs, signal=name, receiver=self.info.key),
+        }
+        return outbox.NewDelivery(
+            signal=name,
+            receiver=self.info.key,
+            payload=payload,
+            queue=policy.queue,
+            priority=policy.priority,
+            max_attempts=policy.max_attempts,
+            delay=policy.delay,
+        )
+
+
 def _database(using: object) -> str:
     if isinstance(using, str) and using in connections.settings:
         return using
@@ -215,9 +255,13 @@ def _owner(receiver: Callable[..., Any]) -> object:
 
 
 def _weak_reference(receiver: Callable[..., Any]) -> Callable[[], Any]:
-    if inspect.ismethod(receiver):
-        return weakref.WeakMethod(receiver)
-    return weakref.ref(receiver)
+    reference = _refs.weak(receiver)
+    if reference is None:
+        # What Django's connect(weak=True) raises for such a receiver.
+        raise TypeError(
+            f"cannot create weak reference to {type(receiver).__name__!r} object"
+        )
+    return reference
 
 
 def _hold(adapter: Adapter) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable
+import contextvars
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from typing import Any
 
 from django.dispatch import Signal, dispatcher
@@ -19,6 +20,26 @@ async def run_parallel(*awaitables: Awaitable[Any]) -> list[Any]:
     if _django_run_parallel is not None:
         return list(await _django_run_parallel(*awaitables))
     return list(await asyncio.gather(*awaitables))
+
+
+_restore_context = getattr(dispatcher, "_restore_context", None)
+
+
+async def await_alone(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Await one coroutine receiver in a task of its own, as this Django would.
+
+    Django 6 shares a copy of the caller's context with the task and copies
+    its changes back afterwards; 5.2 gives the task its own copy. Either way
+    the receiver sees ``asyncio.current_task()`` as a new task.
+    """
+    loop = asyncio.get_running_loop()
+    if _restore_context is None:
+        return await loop.create_task(coroutine)
+    context = contextvars.copy_context()
+    try:
+        return await loop.create_task(coroutine, context=context)
+    finally:
+        _restore_context(context)
 
 
 NO_RECEIVERS: object = dispatcher.NO_RECEIVERS

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -19,6 +20,13 @@ from signalbox.exceptions import ConfigurationError
 DEFAULTS: Mapping[str, Any] = {
     "SLOW_RECEIVER_MS": 250,
     "LOOP_BLOCK_MS": 20,
+    "LEASE_SECONDS": 30,
+    "POLL_SECONDS": 1.0,
+    "SHUTDOWN_GRACE_SECONDS": 25,
+    "UNKNOWN_RECEIVER_GRACE_SECONDS": 3600,
+    "COMPLETED_RETENTION_SECONDS": 86_400,
+    "DEAD_RETENTION_SECONDS": 30 * 86_400,
+    "CODEC_TYPES": (),
 }
 
 
@@ -32,6 +40,13 @@ class Settings:
 
     slow_receiver_ns: int
     loop_block_ns: int
+    lease: timedelta
+    poll: timedelta
+    shutdown_grace: timedelta
+    unknown_receiver_grace: timedelta
+    completed_retention: timedelta
+    dead_retention: timedelta
+    codec_types: tuple[str, ...]
 
 
 _current: Settings | None = None
@@ -68,17 +83,44 @@ def _load() -> Settings:
     return Settings(
         slow_receiver_ns=_milliseconds(values, "SLOW_RECEIVER_MS"),
         loop_block_ns=_milliseconds(values, "LOOP_BLOCK_MS"),
+        lease=_seconds(values, "LEASE_SECONDS", minimum=1),
+        poll=_seconds(values, "POLL_SECONDS", minimum=0.01),
+        shutdown_grace=_seconds(values, "SHUTDOWN_GRACE_SECONDS"),
+        unknown_receiver_grace=_seconds(values, "UNKNOWN_RECEIVER_GRACE_SECONDS"),
+        completed_retention=_seconds(values, "COMPLETED_RETENTION_SECONDS"),
+        dead_retention=_seconds(values, "DEAD_RETENTION_SECONDS"),
+        codec_types=_dotted_paths(values, "CODEC_TYPES"),
     )
 
 
-def _milliseconds(values: Mapping[str, Any], key: str) -> int:
+def _number(values: Mapping[str, Any], key: str, unit: str, minimum: float) -> float:
     value = values[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
         raise ConfigurationError(
-            f"settings.SIGNALBOX[{key!r}] must be a number of milliseconds >= 0, "
+            f"settings.SIGNALBOX[{key!r}] must be a number of {unit} >= {minimum}, "
             f"not {value!r}."
         )
-    return int(value * 1_000_000)
+    return float(value)
+
+
+def _milliseconds(values: Mapping[str, Any], key: str) -> int:
+    return int(_number(values, key, "milliseconds", 0) * 1_000_000)
+
+
+def _seconds(values: Mapping[str, Any], key: str, minimum: float = 0) -> timedelta:
+    return timedelta(seconds=_number(values, key, "seconds", minimum))
+
+
+def _dotted_paths(values: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = values[key]
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(v, str) for v in value
+    ):
+        raise ConfigurationError(
+            f"settings.SIGNALBOX[{key!r}] must be a list of dotted paths, "
+            f"not {value!r}."
+        )
+    return tuple(value)
 
 
 def reset(**_: object) -> None:

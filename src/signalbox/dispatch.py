@@ -17,10 +17,12 @@ duplicate detection behave as Django's do.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import weakref
 from asyncio.events import _get_running_loop as _running_loop
 from collections.abc import Callable, Hashable, Sequence
+from types import MethodType
 from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
@@ -28,14 +30,16 @@ from django.conf import settings
 from django.dispatch import Signal as DjangoSignal
 from django.utils.inspect import func_accepts_kwargs
 
-from signalbox import _compat, conf, observe, registry
+from signalbox import _compat, _refs, conf, observe, registry
 from signalbox._adapters import (
     Adapter,
     AsyncTimedReceiver,
+    BackgroundReceiver,
     OnCommitReceiver,
     TimedReceiver,
 )
-from signalbox.exceptions import ConfigurationError, ReceiverError
+from signalbox.exceptions import ReceiverError
+from signalbox.policy import Policy
 from signalbox.registry import ReceiverInfo, Run
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,21 +52,26 @@ _ROUTES_KEPT = 512  # distinct senders remembered per signal before starting ove
 class _Route:
     """The receivers one sender reached, as references, valid for one epoch."""
 
-    __slots__ = ("asynchronous", "epoch", "receivers", "sender", "synchronous")
+    __slots__ = ("asynchronous", "count", "epoch", "receivers", "sender", "synchronous")
 
     def __init__(
         self,
         epoch: object,
-        receivers: object,
-        sender: Callable[[], object],
+        receivers: list[Any],
+        sender: _refs.Ref,
         synchronous: Sequence[Receiver],
         asynchronous: Sequence[Receiver],
     ) -> None:
         self.epoch = epoch
         self.receivers = receivers
+        self.count = len(receivers)
         self.sender = sender
-        self.synchronous = tuple(_reference(r) for r in synchronous)
-        self.asynchronous = tuple(_reference(r) for r in asynchronous)
+        # Weak where possible; a receiver that cannot be referenced weakly was
+        # connected with weak=False, so Django holds it strongly anyway.
+        self.synchronous = tuple(_refs.weak(r) or _refs.strong(r) for r in synchronous)
+        self.asynchronous = tuple(
+            _refs.weak(r) or _refs.strong(r) for r in asynchronous
+        )
 
     def resolve(self) -> tuple[list[Receiver], list[Receiver]]:
         # Plain loops: on CPython 3.11 a comprehension costs a frame, which is
@@ -92,9 +101,14 @@ class Signal(DjangoSignal):
 
     def __init__(self, use_caching: bool = False) -> None:
         super().__init__(use_caching=use_caching)
+        self.defined_in = _caller_module()
+        """The module that created this signal, which names it in logs and rows."""
         self._routes: dict[int, _Route] = {}
         self._epoch = object()
-        self._adapters: dict[tuple[Hashable, Hashable], Adapter] = {}
+        # Weak: the adapter must live exactly as long as its receiver.
+        self._adapters: weakref.WeakValueDictionary[
+            tuple[Hashable, Hashable], Adapter
+        ] = weakref.WeakValueDictionary()
 
     # -- connecting ---------------------------------------------------------
 
@@ -164,23 +178,29 @@ class Signal(DjangoSignal):
     def _live_receivers(self, sender: object) -> tuple[list[Receiver], list[Receiver]]:
         # Django rebuilds this list on every send, under a lock. The route
         # cache holds references (weak where Django's are), so it never keeps
-        # a receiver alive; any connect, disconnect or replacement of
-        # `self.receivers` starts a new epoch.
+        # a receiver alive. Any connect or disconnect starts a new epoch; a
+        # replaced or resized `receivers` list, or a dead weak reference
+        # (which Django's lookup clears away), sends the lookup back to Django.
         route = self._routes.get(id(sender))
+        receivers = self.receivers
         if (
             route is not None
             and route.epoch is self._epoch
-            and route.receivers is self.receivers
+            and route.receivers is receivers
+            and route.count == len(receivers)
+            and not self._dead_receivers  # type: ignore[attr-defined]
             and route.sender() is sender
         ):
             return route.resolve()
-        epoch, receivers = self._epoch, self.receivers
+        epoch = self._epoch
         synchronous, asynchronous = super()._live_receivers(sender)
-        if len(self._routes) >= _ROUTES_KEPT:
-            self._routes.clear()
-        self._routes[id(sender)] = _Route(
-            epoch, receivers, _reference(sender), synchronous, asynchronous
-        )
+        sender_ref = _refs.weak(sender)
+        if sender_ref is not None:  # never keep a sender alive that Django would not
+            if len(self._routes) >= _ROUTES_KEPT:
+                self._routes.clear()
+            self._routes[id(sender)] = _Route(
+                epoch, self.receivers, sender_ref, synchronous, asynchronous
+            )
         return synchronous, asynchronous
 
     # -- sending ------------------------------------------------------------
@@ -247,19 +267,23 @@ class Signal(DjangoSignal):
         if not synchronous:
             return await self._await_each(asynchronous, sender, named, robust)
         call_each = sync_to_async(self._call_each)
-        if not asynchronous:
-            return await call_each(synchronous, sender, named, robust)
         if _compat.SYNC_BEFORE_ASYNC:
             responses = await call_each(synchronous, sender, named, robust)
-            responses.extend(
-                await self._await_each(asynchronous, sender, named, robust)
-            )
+            if asynchronous:
+                responses.extend(
+                    await self._await_each(asynchronous, sender, named, robust)
+                )
             return responses
-        both = await asyncio.gather(
+        # Django 5.2 runs the two groups side by side, each in a task.
+        if not asynchronous:
+            return await _compat.await_alone(
+                call_each(synchronous, sender, named, robust)
+            )
+        synchronous_responses, asynchronous_responses = await asyncio.gather(
             call_each(synchronous, sender, named, robust),
             self._await_each(asynchronous, sender, named, robust),
         )
-        return both[0] + both[1]
+        return synchronous_responses + asynchronous_responses
 
     def _call_each(
         self,
@@ -323,12 +347,9 @@ class Signal(DjangoSignal):
     ) -> Responses:
         """Await coroutine receivers concurrently, timing each."""
         if len(receivers) == 1:
-            return [
-                (
-                    receivers[0],
-                    await self._await_one(receivers[0], sender, named, robust),
-                )
-            ]
+            # One task, as Django runs it, without a task group around it.
+            only = self._await_one(receivers[0], sender, named, robust)
+            return [(receivers[0], await _compat.await_alone(only))]
         responses = await _compat.run_parallel(
             *(
                 self._await_one(receiver, sender, named, robust)
@@ -414,25 +435,95 @@ def connect(
     info = _describe(signal, receiver, sender, dispatch_uid, run, options)
     if run == "inline" and isinstance(signal, Signal):
         signal._connect_directly(receiver, sender, weak, dispatch_uid)
-        registry.registry.record(signal, receiver, receiver, sender, info)
+        _remember(signal, receiver, receiver, sender, info)
         return
     _check_callable(receiver)
+    registry.registry.check(signal, receiver, info)
+    if run == "background":
+        weak = False  # rows may name it long after its module let go of it
     adapter = _adapter(receiver, run, weak, info)
     # Django identifies a connection by (dispatch_uid or id(receiver), sender).
     # Passing the receiver's own id as the uid gives the adapter the identity
     # the receiver would have had: disconnect(receiver) finds it, and a second
     # connect of the same receiver is ignored, as with Django.
     uid = dispatch_uid or _compat.make_id(receiver)
-    registry.registry.record(signal, adapter, receiver, sender, info)
     try:
         if isinstance(signal, Signal):
             signal._connect_directly(adapter, sender, weak, uid)
         else:
             signal.connect(adapter, sender=sender, weak=weak, dispatch_uid=uid)
     except BaseException:
-        registry.registry.forget(signal, adapter)
         adapter.release()
         raise
+    _remember(signal, adapter, receiver, sender, info)
+
+
+def _remember(
+    signal: DjangoSignal,
+    connected: Receiver,
+    receiver: Receiver,
+    sender: object,
+    info: ReceiverInfo,
+) -> None:
+    """Record a connection in the registry, if Django kept it.
+
+    Django silently ignores a connection whose (dispatch_uid or receiver,
+    sender) is taken; such a receiver must be neither listed nor kept.
+    """
+    _sweep(signal, receiver)
+    if _is_connected(signal, connected, sender):
+        registry.registry.record(signal, connected, receiver, sender, info)
+    elif isinstance(connected, Adapter):
+        connected.release()
+
+
+def disconnect(
+    signal: DjangoSignal,
+    receiver: Receiver | None = None,
+    sender: object = None,
+    dispatch_uid: Hashable = None,
+) -> bool:
+    """Disconnect from any signal, as ``signal.disconnect()`` does.
+
+    Returns whether a receiver was disconnected. On a signal that is not
+    signalbox's, ``signal.disconnect()`` works too, but signalbox only hears
+    of it at the receiver's next connect or death; this lets go of the
+    adapter at once.
+    """
+    disconnected = bool(signal.disconnect(receiver, sender, dispatch_uid))
+    if not isinstance(signal, Signal):
+        _sweep(signal, receiver)
+    return disconnected
+
+
+def _sweep(signal: DjangoSignal, receiver: Receiver | None) -> None:
+    """Let go of this receiver's adapters that were disconnected behind our back.
+
+    ``post_save.disconnect(f)`` reaches Django, not signalbox, so the adapter
+    it removed would live on as long as ``f``; a connect/disconnect cycle
+    would grow memory each time round.
+    """
+    for connected, sender in registry.registry.connections(signal, receiver):
+        if isinstance(connected, Adapter) and not _is_connected(
+            signal, connected, sender
+        ):
+            registry.registry.forget(signal, connected)
+            connected.release()
+
+
+def _is_connected(signal: DjangoSignal, connected: Receiver, sender: object) -> bool:
+    if isinstance(sender, str):
+        return True  # a model signal's lazy sender: connected once the model loads
+    try:
+        synchronous, asynchronous = signal._live_receivers(sender)
+    except TypeError:
+        # Django 5.2's use_caching cannot cache an unreferenceable sender
+        # (None, say); its own send() fails the same way, its connect() not.
+        return True
+    return any(
+        live is connected or (isinstance(live, MethodType) and live == connected)
+        for live in (*synchronous, *asynchronous)
+    )
 
 
 def _describe(
@@ -443,7 +534,7 @@ def _describe(
     run: Run,
     options: dict[str, Any],
 ) -> ReceiverInfo:
-    if options:
+    if options and run != "background":
         raise ReceiverError(
             f"run={run!r} takes no options, but got {sorted(options)}.",
             receiver=receiver,
@@ -452,16 +543,12 @@ def _describe(
     key = registry.receiver_key(receiver, dispatch_uid)
     if run in registry.KEYED_MODES:
         registry.require_findable(receiver, run, key)
-    if run == "background":
-        raise ConfigurationError(
-            "run='background' needs signalbox's outbox and worker, which this "
-            "version does not ship yet; use run='on_commit' for now."
-        )
     return ReceiverInfo(
         key=key,
         run=run,
         sender=registry.describe_sender(sender),
         location=registry.source_location(receiver),
+        policy=Policy.from_options(options) if run == "background" else None,
     )
 
 
@@ -475,6 +562,8 @@ def _check_callable(receiver: Receiver) -> None:
 
 
 def _adapter(receiver: Receiver, run: Run, weak: bool, info: ReceiverInfo) -> Adapter:
+    if run == "background":
+        return BackgroundReceiver(receiver, weak=weak, info=info)
     if run == "on_commit":
         return OnCommitReceiver(receiver, weak=weak, info=info)
     if iscoroutinefunction(receiver):
@@ -482,11 +571,12 @@ def _adapter(receiver: Receiver, run: Run, weak: bool, info: ReceiverInfo) -> Ad
     return TimedReceiver(receiver, weak=weak, info=info)
 
 
-def _reference(obj: Any) -> Callable[[], Any]:
-    """A weak reference to ``obj`` where it allows one, else a strong one."""
+def _caller_module() -> str | None:
+    # The first frame outside the __init__ chain of Signal and its subclasses.
     try:
-        if hasattr(obj, "__self__") and hasattr(obj, "__func__"):
-            return weakref.WeakMethod(obj)
-        return weakref.ref(obj)
-    except TypeError:
-        return lambda: obj
+        frame = sys._getframe(2)
+    except ValueError:  # created with no Python caller (a C-level callback)
+        return None
+    while frame.f_code.co_name == "__init__" and frame.f_back is not None:
+        frame = frame.f_back
+    return frame.f_globals.get("__name__")

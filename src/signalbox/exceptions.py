@@ -8,6 +8,8 @@ users already expect at start-up.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.core.exceptions import ImproperlyConfigured
 
 
@@ -19,8 +21,11 @@ class ConfigurationError(SignalboxError, ImproperlyConfigured):
     """A setting or a receiver's options are wrong; the message says how to fix it."""
 
 
-class ReceiverError(ConfigurationError):
+class ReceiverError(ConfigurationError, TypeError):
     """A receiver cannot be connected the way it asks to be.
+
+    It is a ``TypeError`` too, which is what Django's ``connect()`` raises for
+    an argument it does not take.
 
     ``receiver`` is the callable, ``signal`` the signal it was being connected
     to, and ``key`` its registry key when one could be derived.
@@ -68,3 +73,17 @@ class DecodeError(SignalboxError, ValueError):
     The worker records this as the delivery's reason for being dead; the
     payload is data, so decoding never imports, evaluates or unpickles it.
     """
+
+
+class Retry(SignalboxError):
+    """Raise from a background receiver to run it again later, without an error.
+
+    ``raise Retry(delay=timedelta(minutes=5))`` puts the delivery back for
+    five minutes; the attempt is not spent and nothing is logged as a failure.
+    (A receiver's return value already means something to Django, so asking
+    for a retry is an exception.)
+    """
+
+    def __init__(self, delay: timedelta | float = 0, reason: str = "") -> None:
+        self.delay = delay if isinstance(delay, timedelta) else timedelta(seconds=delay)
+        super().__init__(reason or f"retry in {self.delay}")

@@ -15,14 +15,15 @@ import inspect
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, get_args
 
 from django.dispatch import Signal as DjangoSignal
 
+from signalbox import _refs
 from signalbox.exceptions import ReceiverError
+from signalbox.policy import Policy
 
 Run: TypeAlias = Literal["inline", "on_commit", "background"]
 """How a receiver runs: the values of ``run=``."""
@@ -40,7 +41,8 @@ class ReceiverInfo:
     run: Run
     sender: str | None
     location: str
-    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    policy: Policy | None = None
+    """How a background receiver is queued and retried; None for other modes."""
 
 
 def validate_run(run: object) -> Run:
@@ -124,7 +126,17 @@ def describe_sender(sender: object) -> str | None:
         return str(meta.label)
     if isinstance(sender, type):
         return f"{sender.__module__}.{sender.__qualname__}"
-    return repr(sender)
+    # Never repr(): a sender's repr may fail, or query the database.
+    return f"<{type(sender).__module__}.{type(sender).__qualname__} object>"
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A receiver the registry found by key, with its signal and what it knows."""
+
+    signal: DjangoSignal
+    receiver: Callable[..., Any]
+    info: ReceiverInfo
 
 
 @dataclass(slots=True)
@@ -176,6 +188,25 @@ class Registry:
             )
             self._by_signal[signal] = entries
 
+    def check(
+        self, signal: DjangoSignal, receiver: Callable[..., Any], info: ReceiverInfo
+    ) -> None:
+        """Raise :class:`ReceiverError` if :meth:`record` would refuse ``info``."""
+        if info.run in KEYED_MODES:
+            alive = [e for e in list(self._by_signal.get(signal, [])) if e.alive()]
+            _refuse_taken_key(alive, receiver, info)
+
+    def connections(
+        self, signal: DjangoSignal, receiver: object = None
+    ) -> list[tuple[object, object]]:
+        """The (connected object, sender) pairs recorded for ``receiver`` (or all)."""
+        return [
+            (entry.connected(), entry.sender())
+            for entry in list(self._by_signal.get(signal, []))
+            if (receiver is None or entry.receiver() is receiver)
+            and entry.connected() is not None
+        ]
+
     def forget(self, signal: DjangoSignal, connected: object) -> None:
         """Drop what was recorded for ``connected`` (it was disconnected)."""
         with self._lock:
@@ -204,6 +235,18 @@ class Registry:
         found = [entry.sender() for entry in list(self._by_signal.get(signal, []))]
         return [sender for sender in found if sender is not None]
 
+    def background(self) -> dict[str, list[Found]]:
+        """Every living background receiver, by key: what a worker may run."""
+        found: dict[str, list[Found]] = {}
+        for signal in self.signals():
+            for entry in list(self._by_signal.get(signal, [])):
+                receiver = entry.receiver()
+                if entry.info.run == "background" and receiver is not None:
+                    found.setdefault(entry.info.key, []).append(
+                        Found(signal, receiver, entry.info)  # type: ignore[arg-type]
+                    )
+        return found
+
     def find(self, signal: DjangoSignal, key: str) -> Callable[..., Any] | None:
         """The living receiver that ``key`` names on ``signal``, or None."""
         for entry in list(self._by_signal.get(signal, [])):
@@ -229,12 +272,9 @@ def _refuse_taken_key(
 
 
 def _weak(obj: object) -> Callable[[], object | None]:
-    try:
-        if inspect.ismethod(obj):
-            return weakref.WeakMethod(obj)
-        return weakref.ref(obj)
-    except TypeError:
-        return lambda: obj
+    # What cannot be referenced weakly is not kept: the registry must never
+    # keep alive what Django would have let go.
+    return _refs.weak(obj) or _refs.DEAD
 
 
 registry: Final = Registry()
@@ -248,12 +288,16 @@ _indexed_modules = [0]
 def signal_name(signal: DjangoSignal) -> str:
     """The dotted path a signal is importable as.
 
-    For example ``django.db.models.signals.post_save``.
-
-    Found by looking through loaded modules once and cached; a signal that no
-    module exposes is named by its ``repr``.
+    For example ``django.db.models.signals.post_save``. A
+    :class:`signalbox.Signal` knows the module it was created in; any other
+    signal is looked for in the loaded modules, preferring a module called
+    ``signals``, then the one imported first (the defining module is imported
+    before the modules that re-export it). A signal that no module exposes is
+    named by its ``repr``.
     """
     name = _names.get(signal)
+    if name is None:
+        name = _name_in(getattr(signal, "defined_in", None), signal)
     if name is None and len(sys.modules) != _indexed_modules[0]:
         # Look again only when modules were imported since the last look, so
         # an unnamed signal does not cost a scan on every warning.
@@ -263,29 +307,28 @@ def signal_name(signal: DjangoSignal) -> str:
     return name or repr(signal)
 
 
+def _name_in(module_name: object, signal: DjangoSignal) -> str | None:
+    module = sys.modules.get(module_name) if isinstance(module_name, str) else None
+    for attr, value in list(getattr(module, "__dict__", {}).items()):
+        if value is signal:
+            _names[signal] = f"{module_name}.{attr}"
+            return _names[signal]
+    return None
+
+
 def _index_loaded_modules() -> None:
-    for module_name, module in list(sys.modules.items()):
+    best: dict[int, tuple[tuple[int, int], DjangoSignal, str]] = {}
+    for position, (module_name, module) in enumerate(list(sys.modules.items())):
         namespace = getattr(module, "__dict__", None)
         if not isinstance(namespace, dict):
             continue
+        in_signals = 0 if module_name.rpartition(".")[2] == "signals" else 1
         for attr, value in list(namespace.items()):
             # type(), not isinstance(): a lazy object (staticfiles_storage, say)
             # answers isinstance() by building what it wraps.
             if issubclass(type(value), DjangoSignal) and not attr.startswith("_"):
-                candidate = f"{module_name}.{attr}"
-                current = _names.get(value)
-                if current is None or _rank(candidate) < _rank(current):
-                    _names[value] = candidate
-
-
-def _rank(path: str) -> tuple[int, int, str]:
-    # A signal is usually defined in a module called "signals" and imported
-    # everywhere else; prefer that name, then the shortest, then the first
-    # alphabetically, so the choice does not depend on import order.
-    module = path.rpartition(".")[0]
-    return (0 if module.rpartition(".")[2] == "signals" else 1, len(path), path)
-
-
-def name_signal(signal: DjangoSignal, name: str) -> None:
-    """Record the dotted path of a signal whose defining module is known."""
-    _names[signal] = name
+                rank = (in_signals, position)
+                if id(value) not in best or rank < best[id(value)][0]:
+                    best[id(value)] = (rank, value, f"{module_name}.{attr}")
+    for _, signal, name in best.values():
+        _names.setdefault(signal, name)

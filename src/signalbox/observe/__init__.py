@@ -96,6 +96,11 @@ def deferred_failure(
     )
 
 
+def signal_label(signal: object) -> str:
+    """The dotted name of a signal (see :func:`signalbox.registry.signal_name`)."""
+    return _signal(signal)
+
+
 def _signal(signal: object) -> str:
     if isinstance(signal, Signal):
         return registry.signal_name(signal)

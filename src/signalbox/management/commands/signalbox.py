@@ -1,10 +1,17 @@
 """``manage.py signalbox <subcommand>``: signalbox's one command-line entry point.
 
-Subcommands:
-
 ``list [--json]``
     Every signal that has receivers, with each receiver's key, mode, sender
     filter and ``file:line``.
+``worker [--queues a,b] [--concurrency N] [--burst] [--max-deliveries N]``
+    Run background receivers from the outbox.
+``status [--json]``
+    Deliveries per queue and receiver, by state, with the oldest waiting row's
+    age, and the keys no running worker knows.
+``retry [ids ...] [--dead] [--receiver KEY]``
+    Make dead deliveries available again, with fresh attempts.
+``prune``
+    Delete completed and dead deliveries older than their retention.
 """
 
 from __future__ import annotations
@@ -12,35 +19,60 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS
+from django.db.models import Q
 
-from signalbox.observe import inventory
+from signalbox import conf, outbox
+from signalbox.observe import inventory, status
+from signalbox.worker import Worker, install_signal_handlers
 
 
 class Command(BaseCommand):
-    help = "Inspect and run signalbox: see `manage.py signalbox list --help`."
+    help = "Inspect and run signalbox: `manage.py signalbox <subcommand> --help`."
 
     def add_arguments(self, parser: CommandParser) -> None:
         subcommands = parser.add_subparsers(
             dest="subcommand", required=True, metavar="subcommand"
         )
         listing = subcommands.add_parser(
-            "list",
-            help="List every signal that has receivers, and how each receiver runs.",
+            "list", help="Every signal that has receivers, and how each one runs."
         )
-        listing.add_argument(
-            "--json", action="store_true", help="Print JSON instead of a table."
+        listing.add_argument("--json", action="store_true", help="Print JSON.")
+
+        worker = subcommands.add_parser("worker", help="Run background receivers.")
+        worker.add_argument(
+            "--queues", default="default", help="Comma-separated queues."
         )
+        worker.add_argument("--concurrency", type=_positive, default=4)
+        worker.add_argument(
+            "--burst", action="store_true", help="Exit 0 once nothing is due."
+        )
+        worker.add_argument("--max-deliveries", type=_positive, default=None)
+        worker.add_argument("--database", default=DEFAULT_DB_ALIAS)
+
+        report = subcommands.add_parser("status", help="Deliveries by state.")
+        report.add_argument("--json", action="store_true", help="Print JSON.")
+        report.add_argument("--database", default=DEFAULT_DB_ALIAS)
+
+        retry = subcommands.add_parser("retry", help="Retry dead deliveries.")
+        retry.add_argument("ids", nargs="*", type=int, help="Delivery ids.")
+        retry.add_argument("--dead", action="store_true", help="Every dead delivery.")
+        retry.add_argument("--receiver", help="Dead deliveries of this receiver key.")
+        retry.add_argument("--database", default=DEFAULT_DB_ALIAS)
+
+        prune = subcommands.add_parser("prune", help="Delete old finished deliveries.")
+        prune.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["subcommand"] == "list":
-            self._list(as_json=options["json"])
+        getattr(self, f"_{options['subcommand']}")(options)
 
-    def _list(self, *, as_json: bool) -> None:
+    def _list(self, options: dict[str, Any]) -> None:
         listings = inventory.connected_receivers()
-        if as_json:
-            data = [listing.as_dict() for listing in listings]
-            self.stdout.write(json.dumps(data, indent=2))
+        if options["json"]:
+            self.stdout.write(
+                json.dumps([item.as_dict() for item in listings], indent=2)
+            )
             return
         for listing in listings:
             self.stdout.write(self.style.MIGRATE_HEADING(listing.signal))
@@ -52,3 +84,50 @@ class Command(BaseCommand):
                 )
         total = sum(len(listing.receivers) for listing in listings)
         self.stdout.write(f"\n{total} receivers on {len(listings)} signals.")
+
+    def _worker(self, options: dict[str, Any]) -> None:
+        worker = Worker(
+            queues=[q for q in options["queues"].split(",") if q],
+            concurrency=options["concurrency"],
+            burst=options["burst"],
+            max_deliveries=options["max_deliveries"],
+            using=options["database"],
+        )
+        install_signal_handlers(worker)
+        counts = worker.run()
+        summary = ", ".join(f"{n} {o.value}" for o, n in counts.by_outcome.items())
+        self.stdout.write(f"Worker stopped: {summary or 'nothing ran'}.")
+
+    def _status(self, options: dict[str, Any]) -> None:
+        report = status.report(using=options["database"])
+        if options["json"]:
+            self.stdout.write(json.dumps(report.as_dict(), indent=2, default=str))
+            return
+        self.stdout.write(report.as_text())
+
+    def _retry(self, options: dict[str, Any]) -> None:
+        if not (options["ids"] or options["dead"] or options["receiver"]):
+            raise CommandError("Name delivery ids, or use --dead or --receiver KEY.")
+        which = Q()
+        if options["ids"]:
+            which &= Q(id__in=options["ids"])
+        if options["receiver"]:
+            which &= Q(receiver=options["receiver"])
+        count = outbox.retry_dead(which, using=options["database"])
+        self.stdout.write(f"{count} dead deliveries are available again.")
+
+    def _prune(self, options: dict[str, Any]) -> None:
+        settings = conf.get()
+        done, dead = outbox.prune(
+            completed=settings.completed_retention,
+            dead=settings.dead_retention,
+            using=options["database"],
+        )
+        self.stdout.write(f"Deleted {done} completed and {dead} dead deliveries.")
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(value)
+    return number

@@ -1,0 +1,140 @@
+"""The outbox table: one row per (send, background receiver).
+
+A row is written in the sender's transaction, so it exists exactly when the
+send's transaction committed. Its ``state`` moves through Oban's vocabulary::
+
+    scheduled ─┐
+    available ─┼─> executing ─┬─> completed
+    retryable ─┘      │       ├─> retryable (an error, attempts left; or Retry)
+                      │       └─> dead      (no attempts left, or not retryable)
+                      └─ lease expired ─> retryable / dead
+
+``attempt`` counts claims, so a receiver that kills its worker every time
+still ends dead. Times that decide anything (``scheduled_at``,
+``lease_expires_at``) are set from the database's clock, never a worker's.
+The methods that move rows between states live in :mod:`signalbox.outbox`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.db import models
+from django.db.models.functions import Now
+
+from signalbox._states import WAITING, State
+
+
+class DeliveryQuerySet(models.QuerySet["Delivery"]):
+    """Deliveries, filtered by the names of their states."""
+
+    def waiting(self) -> DeliveryQuerySet:
+        """Rows that will run once due: scheduled, available or retryable."""
+        return self.filter(state__in=WAITING)
+
+    def due(self) -> DeliveryQuerySet:
+        """Waiting rows whose time has come, by the database's clock."""
+        return self.waiting().filter(scheduled_at__lte=Now())
+
+    def executing(self) -> DeliveryQuerySet:
+        """Rows a worker holds now."""
+        return self.filter(state=State.EXECUTING)
+
+    def expired(self) -> DeliveryQuerySet:
+        """Executing rows whose lease ran out: their worker died or stalled."""
+        return self.executing().filter(lease_expires_at__lt=Now())
+
+    def completed(self) -> DeliveryQuerySet:
+        """Rows whose receiver finished."""
+        return self.filter(state=State.COMPLETED)
+
+    def dead(self) -> DeliveryQuerySet:
+        """Rows that will not run again unless a person retries them."""
+        return self.filter(state=State.DEAD)
+
+
+class Delivery(models.Model):
+    """One background receiver's delivery of one send."""
+
+    id = models.BigAutoField(primary_key=True)
+    signal = models.CharField(max_length=255, help_text="The signal's dotted name.")
+    receiver = models.CharField(
+        max_length=255, help_text="The receiver's registry key."
+    )
+    queue = models.CharField(max_length=64, default="default")
+    priority = models.SmallIntegerField(
+        default=0, help_text="Lower runs first among rows that are due."
+    )
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.AVAILABLE
+    )
+    payload = models.JSONField(
+        null=True, help_text="The encoded sender and arguments (erased by pruning)."
+    )
+    attempt = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=20)
+    enqueued_at = models.DateTimeField(db_default=Now())
+    scheduled_at = models.DateTimeField(db_default=Now())
+    attempted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    lease_token = models.UUIDField(null=True, blank=True)
+    leased_by = models.CharField(max_length=255, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    reason = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        help_text="Why the row is dead or was last retried, as a short code.",
+    )
+    error = models.TextField(
+        blank=True, default="", help_text="The last error, with its traceback."
+    )
+
+    objects: ClassVar[DeliveryQuerySet] = DeliveryQuerySet.as_manager()  # type: ignore[assignment]
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(
+                fields=["queue", "priority", "scheduled_at", "id"],
+                name="signalbox_delivery_due",
+                condition=models.Q(state__in=list(WAITING)),
+            ),
+            models.Index(
+                fields=["lease_expires_at"],
+                name="signalbox_delivery_leases",
+                condition=models.Q(state=State.EXECUTING),
+            ),
+            models.Index(
+                fields=["state", "finished_at"], name="signalbox_delivery_done"
+            ),
+            models.Index(fields=["receiver", "state"], name="signalbox_delivery_rcv"),
+        ]
+
+    def __str__(self) -> str:
+        # Never the payload: it may hold personal data or secrets.
+        return (
+            f"delivery {self.pk} of {self.receiver} "
+            f"({self.state}, attempt {self.attempt})"
+        )
+
+    def __repr__(self) -> str:
+        return f"<Delivery {self.pk} {self.receiver} {self.state}>"
+
+
+class WorkerRecord(models.Model):
+    """A running worker, and the receiver keys it can run.
+
+    Workers refresh their row as a heartbeat. A delivery whose key no live
+    worker knows is reported by ``signalbox status``, and goes dead only
+    after a grace window, so a rolling deploy does not kill new receivers.
+    """
+
+    name = models.CharField(max_length=255, unique=True)
+    queues = models.JSONField(default=list)
+    receivers = models.JSONField(default=list)
+    started_at = models.DateTimeField(db_default=Now())
+    seen_at = models.DateTimeField(db_default=Now())
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,100 @@
+"""What is in the outbox: ``manage.py signalbox status``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Count, Min, Q
+from django.utils import timezone
+
+from signalbox import conf, outbox
+from signalbox._states import WAITING, State
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """Deliveries of one receiver on one queue, by state."""
+
+    queue: str
+    receiver: str
+    counts: dict[str, int]
+    oldest_waiting: datetime | None
+
+    def oldest_age(self, now: datetime) -> timedelta | None:
+        """How long the oldest waiting row has waited."""
+        return now - self.oldest_waiting if self.oldest_waiting else None
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """The whole outbox, and the receiver keys no running worker knows."""
+
+    lines: list[Line]
+    unknown: list[str]
+    now: datetime = field(default_factory=timezone.now)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready form of the report."""
+        return asdict(self)
+
+    def as_text(self) -> str:
+        """A table for people."""
+        states = [s.value for s in State]
+        rows = [
+            f"{'queue':<12} {'receiver':<48} "
+            + " ".join(f"{s:>9}" for s in states)
+            + "  oldest"
+        ]
+        for line in self.lines:
+            age = line.oldest_age(self.now)
+            rows.append(
+                f"{line.queue:<12} {line.receiver:<48} "
+                + " ".join(f"{line.counts.get(s, 0):>9}" for s in states)
+                + f"  {_age(age)}"
+            )
+        if self.unknown:
+            rows.append("\nNo running worker knows these receivers (their rows wait):")
+            rows.extend(f"  {key}" for key in self.unknown)
+        return "\n".join(rows)
+
+
+def report(*, using: str) -> Report:
+    """Count deliveries per queue, receiver and state."""
+    from signalbox.models import Delivery  # the app registry must be ready first
+
+    grouped: Any = (
+        Delivery.objects.using(using)
+        .values("queue", "receiver")
+        .annotate(
+            **{state.value: Count("id", filter=Q(state=state)) for state in State},
+            oldest=Min("enqueued_at", filter=Q(state__in=WAITING)),
+        )
+        .order_by("queue", "receiver")
+    )
+    lines = [
+        Line(
+            queue=row["queue"],
+            receiver=row["receiver"],
+            counts={
+                state.value: row[state.value] for state in State if row[state.value]
+            },
+            oldest_waiting=row["oldest"],
+        )
+        for row in grouped
+    ]
+    known = outbox.known_receivers(stale_after=conf.get().lease * 2, using=using)
+    waiting = {line.receiver for line in lines if line.oldest_waiting is not None}
+    return Report(lines=lines, unknown=sorted(waiting - known))
+
+
+def _age(age: timedelta | None) -> str:
+    if age is None:
+        return "-"
+    seconds = int(age.total_seconds())
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h"

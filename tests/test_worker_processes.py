@@ -1,0 +1,189 @@
+"""Acceptance: real ``manage.py signalbox worker`` processes, killed and stopped.
+
+Each test commits rows, starts worker processes on the test database and
+looks at the rows and the ``Note`` ledger afterwards. Leases are 2 s in
+these workers (tests/worker_settings.py), so crashes heal within a test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from signalbox import outbox
+from signalbox._states import State
+from signalbox.models import Delivery
+from tests.testapp.jobs import work
+from tests.testapp.models import Note
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class Workers:
+    """Starts worker processes against the test database and cleans up after."""
+
+    def __init__(self, trap: Path) -> None:
+        self.processes: list[subprocess.Popen[str]] = []
+        self.trap = trap
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        environment = {
+            **os.environ,
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}",
+            "DJANGO_SETTINGS_MODULE": "tests.worker_settings",
+            "SIGNALBOX_WORKER_DB": str(connection.settings_dict["NAME"]),
+            "SIGNALBOX_TRAP_FILE": str(self.trap),
+            **env,
+        }
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "django",
+                "signalbox",
+                "worker",
+                "--concurrency",
+                "2",
+                *args,
+            ],
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.communicate(timeout=10)
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    started = Workers(tmp_path / "trap-imported")
+    yield started
+    started.stop_all()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.05)
+
+
+def notes(kind: str) -> list[list[str]]:
+    return [
+        n.text.split() for n in Note.objects.order_by("id") if n.text.split()[1] == kind
+    ]
+
+
+def test_sigkill_mid_delivery_is_delivered_again_by_another_worker(
+    workers: Workers,
+) -> None:
+    work.send(sender=None, seconds=60, tag="k")
+    first = workers.start()
+    wait_for(lambda: len(notes("start")) == 1)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    wait_for(lambda: Delivery.objects.expired().exists())
+    second = workers.start("--burst")
+    assert second.wait(timeout=30) == 0, second.communicate()[0]
+    starts, ends = notes("start"), notes("end")
+    assert [s[3] for s in starts] == ["1", "2"]  # attempt 1 killed, attempt 2 ran
+    assert starts[0][4] != starts[1][4]  # by two different processes
+    assert len(ends) == 1
+    row = Delivery.objects.get()
+    assert (row.state, row.attempt) == (State.COMPLETED, 2)
+
+
+def test_sigterm_lets_running_deliveries_finish(workers: Workers) -> None:
+    work.send(sender=None, seconds=1, tag="t")
+    process = workers.start()
+    wait_for(lambda: len(notes("start")) == 1)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=20)[0]
+    assert process.returncode == 0, output
+    assert len(notes("end")) == 1
+    assert Delivery.objects.get().state == State.COMPLETED
+
+
+def test_sigterm_gives_back_what_outlives_the_grace_period(workers: Workers) -> None:
+    work.send(sender=None, seconds=60, tag="g")
+    process = workers.start(SIGNALBOX_WORKER_GRACE="0.5")
+    wait_for(lambda: len(notes("start")) == 1)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=20)[0]
+    assert process.returncode == 0, output
+    row = Delivery.objects.get()
+    # Released, not lost, and no attempt spent.
+    assert (row.state, row.attempt, row.lease_token) == (State.AVAILABLE, 0, None)
+
+
+def test_unknown_receiver_keys_are_never_imported_and_go_dead(workers: Workers) -> None:
+    outbox.enqueue(
+        [
+            outbox.NewDelivery(
+                signal="x", receiver="tests.testapp.trap.boom", payload={}
+            ),
+            outbox.NewDelivery(signal="x", receiver="os.system", payload={}),
+        ],
+        using="default",
+    )
+    process = workers.start("--burst")
+    assert process.wait(timeout=30) == 0
+    rows = list(Delivery.objects.values_list("state", "reason"))
+    assert rows == [(State.DEAD, "unknown_receiver")] * 2
+    assert not workers.trap.exists()
+
+
+def test_a_poison_payload_goes_dead_with_its_reason(workers: Workers) -> None:
+    outbox.enqueue(
+        [
+            outbox.NewDelivery(
+                signal="tests.testapp.jobs.work",
+                receiver="tests.testapp.jobs.sleepy_job",
+                payload={"sender": None, "kwargs": {"__signalbox__": "pickle"}},
+            )
+        ],
+        using="default",
+    )
+    process = workers.start("--burst")
+    assert process.wait(timeout=30) == 0
+    row = Delivery.objects.get()
+    assert (row.state, row.reason) == (State.DEAD, "decode_error")
+    assert row.error
+
+
+@pytest.mark.postgres
+def test_notify_wakes_an_idle_worker_long_before_its_poll(workers: Workers) -> None:
+    process = workers.start(SIGNALBOX_WORKER_POLL="60")
+    wait_for(
+        lambda: (
+            outbox.known_receivers(stale_after=timedelta(seconds=5), using="default")
+            != set()
+        )
+    )
+    time.sleep(0.5)  # let the first poll pass: from here only a NOTIFY wakes it
+    sent = time.monotonic()
+    work.send(sender=None, seconds=0, tag="n")
+    wait_for(lambda: len(notes("end")) == 1, timeout=10)
+    assert time.monotonic() - sent < 5
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
