@@ -7,17 +7,18 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import transaction
+from asgiref.sync import sync_to_async
+from django.db import connections, transaction
 from django.db.models.signals import post_delete, post_save
 from django.test import override_settings
 
 import signalbox
-from signalbox import outbox
+from signalbox import outbox, registry
 from signalbox._states import State
 from signalbox.exceptions import Retry
 from signalbox.models import Delivery
-from signalbox.worker import Outcome, Worker
-from tests.testapp.models import Order
+from signalbox.worker import Outcome, Worker, run_delivery
+from tests.testapp.models import Note, Order
 
 paid = signalbox.Signal()
 seen: list[dict[str, Any]] = []
@@ -55,7 +56,7 @@ def clean() -> Iterator[None]:
     seen.clear()
     with override_settings(SIGNALBOX={"POLL_SECONDS": 0.02}):
         yield
-    for receiver in (record, explode, snooze, refuse, record_async):
+    for receiver in (record, explode, snooze, refuse, record_async, write_note):
         paid.disconnect(receiver)
     post_save.disconnect(record, sender=Order)
     post_delete.disconnect(on_deleted, sender=Order)
@@ -189,3 +190,73 @@ def test_codec_errors_reach_the_caller_before_anything_is_written() -> None:
         paid.send(sender=None, callback=lambda: None)
     assert raised.value.argument == "callback"
     assert Delivery.objects.count() == 0
+
+
+def write_note(sender: Any, text: str, **kwargs: Any) -> None:
+    Note.objects.create(text=text)
+
+
+def test_a_stale_claim_cannot_acknowledge() -> None:
+    # A worker paused past its lease (SIGSTOP, a long GC pause) wakes up to
+    # find its row taken over: nothing it reports may apply.
+    outbox.enqueue(
+        [outbox.NewDelivery(signal="s", receiver="k", payload={})], using="default"
+    )
+    [stale] = outbox.claim(
+        worker="a",
+        queues=["default"],
+        receivers=["k"],
+        limit=1,
+        lease=timedelta(seconds=30),
+        using="default",
+    )
+    Delivery.objects.update(lease_expires_at=outbox.ago(timedelta(seconds=1)))
+    assert outbox.rescue(using="default") == 1
+    [fresh] = outbox.claim(
+        worker="b",
+        queues=["default"],
+        receivers=["k"],
+        limit=1,
+        lease=timedelta(seconds=30),
+        using="default",
+    )
+    assert fresh.attempt == 2
+    assert not outbox.complete(stale, using="default")
+    assert not outbox.fail(
+        stale, error="x", reason="error", retry_in=None, using="default"
+    )
+    assert not outbox.release([stale], using="default")
+    assert outbox.complete(fresh, using="default")
+    row = Delivery.objects.get()
+    assert (row.state, row.attempt, row.leased_by) == (State.COMPLETED, 2, "b")
+
+
+def test_atomic_receivers_roll_back_with_a_lost_lease() -> None:
+    signalbox.connect(paid, write_note, run="background", atomic=True)
+    paid.send(sender=None, text="once")
+    [claimed] = outbox.claim(
+        worker="w",
+        queues=["default"],
+        receivers=[f"{__name__}.write_note"],
+        limit=1,
+        lease=timedelta(seconds=30),
+        using="default",
+    )
+    found = registry.registry.background()
+    # Another worker takes the row over while this one runs the receiver.
+    Delivery.objects.update(lease_token=None, state=State.AVAILABLE)
+    assert run_delivery(claimed, found, using="default") == Outcome.LEASE_LOST
+    assert not Note.objects.exists()  # its write rolled back with the ack
+    assert drain() == {Outcome.COMPLETED: 1}
+    assert list(Note.objects.values_list("text", flat=True)) == ["once"]
+
+
+async def test_asend_enqueues_from_async_code() -> None:
+    signalbox.connect(paid, record, run="background")
+    responses = await paid.asend(sender=None, n=2)
+    assert [response for _, response in responses] == [None]
+    count = await Delivery.objects.acount()
+    # The thread asend() ran in holds its own connection: close it, or the
+    # test database cannot be dropped.
+    await sync_to_async(connections.close_all)()
+    assert count == 1

@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from signalbox import outbox
 from signalbox._states import State
@@ -187,3 +187,34 @@ def test_notify_wakes_an_idle_worker_long_before_its_poll(workers: Workers) -> N
     assert time.monotonic() - sent < 5
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=20) == 0
+
+
+def test_two_workers_run_each_of_a_thousand_deliveries_once(workers: Workers) -> None:
+    with transaction.atomic():
+        for _ in range(1000):
+            work.send(sender=None, seconds=0, tag="c")
+    first, second = workers.start("--burst"), workers.start("--burst")
+    assert first.wait(timeout=120) == 0, first.communicate()[0]
+    assert second.wait(timeout=120) == 0, second.communicate()[0]
+    ends = [int(note[2]) for note in notes("end")]
+    assert len(ends) == len(set(ends)) == 1000  # each delivery ran once
+    assert Delivery.objects.completed().count() == 1000
+    assert {note[4] for note in notes("end")} == {str(first.pid), str(second.pid)}
+
+
+@pytest.mark.postgres
+def test_a_worker_survives_its_connections_being_killed(workers: Workers) -> None:
+    process = workers.start()
+    work.send(sender=None, seconds=0, tag="before")
+    wait_for(lambda: len(notes("end")) == 1)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    work.send(sender=None, seconds=0, tag="after")
+    wait_for(lambda: len(notes("end")) == 2)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=20)[0]
+    assert process.returncode == 0, output
+    assert Delivery.objects.completed().count() == 2

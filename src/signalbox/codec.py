@@ -235,8 +235,10 @@ def encode_sender(sender: object, *, signal: str = "?", receiver: str = "?") -> 
 
     Raises :class:`CodecError` (``argument="sender"``) for anything else.
     """
-    if sender is None or type(sender) is str:
-        return None if sender is None else _encode_str(str(sender))
+    if sender is None:
+        return None
+    if type(sender) is str:
+        return _encode_str(sender)
     try:
         if not isinstance(sender, type):
             raise _Problem(f"found a {_kind(sender)}; {_CLASS_ADVICE}")

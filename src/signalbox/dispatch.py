@@ -276,9 +276,10 @@ class Signal(DjangoSignal):
             return responses
         # Django 5.2 runs the two groups side by side, each in a task.
         if not asynchronous:
-            return await _compat.await_alone(
+            alone: Responses = await _compat.await_alone(
                 call_each(synchronous, sender, named, robust)
             )
+            return alone
         synchronous_responses, asynchronous_responses = await asyncio.gather(
             call_each(synchronous, sender, named, robust),
             self._await_each(asynchronous, sender, named, robust),
