@@ -7,6 +7,7 @@ from django.core import checks
 from django.test import override_settings
 
 from signalbox import ConfigurationError, conf
+from signalbox.checks import check_settings
 
 
 def test_defaults() -> None:
@@ -46,12 +47,16 @@ def test_configuration_errors_are_improperly_configured() -> None:
     assert issubclass(ConfigurationError, ImproperlyConfigured)
 
 
+def test_the_settings_check_is_registered() -> None:
+    assert check_settings in checks.registry.registry.get_checks()
+
+
 def test_system_check_reports_a_bad_setting() -> None:
     with override_settings(SIGNALBOX={"SLOW_RECEIVER_MS": "fast"}):
-        errors = checks.run_checks()
+        errors = check_settings()
     assert [error.id for error in errors] == ["signalbox.E001"]
     assert "SLOW_RECEIVER_MS" in errors[0].msg
 
 
 def test_system_check_is_quiet_when_all_is_well() -> None:
-    assert checks.run_checks() == []
+    assert check_settings() == []

@@ -148,15 +148,16 @@ class OnCommitReceiver(Adapter):
         if receiver is None:
             return
         committed = partial(self._committed, receiver, signal, sender, kwargs)
-        if _running_loop() is not None:
-            # Django keeps the database away from a thread whose event loop is
-            # running, so no transaction can be open here: run at once, as
-            # on_commit() does outside a transaction.
+        alias = _database(kwargs.get("using"))
+        if _running_loop() is not None or connections[alias].connection is None:
+            # No transaction can be open here: Django keeps the database away
+            # from a thread whose event loop is running, and a connection that
+            # is not open holds none. Run at once, as on_commit() does outside
+            # a transaction, without opening a connection just to ask (which,
+            # on request_finished, would leak one past the request).
             committed()
             return
-        transaction.on_commit(
-            committed, using=_database(kwargs.get("using")), robust=True
-        )
+        transaction.on_commit(committed, using=alias, robust=True)
 
     def _committed(
         self,

@@ -322,7 +322,8 @@ class Signal(DjangoSignal):
                 now = clock()  # the report's own time is nobody's share
             last = now
         if timings is not None and last - start > limits.loop_block_ns:
-            observe.loop_blocked(self, sender, timings, last - start)
+            method = "send_robust" if robust else "send"
+            observe.loop_blocked(self, sender, timings, last - start, method)
         return responses
 
     def _took(

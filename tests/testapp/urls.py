@@ -1,5 +1,13 @@
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-urlpatterns: list[URLPattern] = []
+from tests.testapp import views
+
+urlpatterns: list[URLPattern] = [
+    path("orders/", views.place_order),
+    path("orders/non-atomic/", views.place_order_non_atomic),
+    path("orders/both/", views.place_order_on_both),
+    path("async/orders/", views.place_order_async),
+    path("async/send/", views.send_from_async_view),
+]

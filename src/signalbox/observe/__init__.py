@@ -36,13 +36,12 @@ def slow_receiver(
     """Warn, once for this call, that a receiver took longer than the limit."""
     logger.warning(
         "Slow signal receiver: %s took %.1f ms for %s (sender %s). "
-        "It runs in the caller's thread and the caller waits for it; "
-        'connect it with run="on_commit" or run="background" to take it '
-        "off the request path.",
+        "It runs in the caller's thread and the caller waits for it; %s",
         receiver_name(receiver),
         duration_ns / 1e6,
         _signal(signal),
         registry.describe_sender(sender),
+        _advice(receiver),
         extra={
             "signalbox_signal": _signal(signal),
             "signalbox_receiver": receiver_name(receiver),
@@ -51,27 +50,47 @@ def slow_receiver(
     )
 
 
+def _advice(receiver: Callable[..., Any]) -> str:
+    info = getattr(receiver, "info", None)
+    if getattr(info, "run", None) == "on_commit":
+        return (
+            'run="on_commit" only moves it after the commit; connect it with '
+            'run="background" to take it off the request path.'
+        )
+    return (
+        'connect it with run="on_commit" or run="background" to take it off '
+        "the request path."
+    )
+
+
 def loop_blocked(
     signal: object,
     sender: object,
     timings: Sequence[tuple[Callable[..., Any], int]],
     total_ns: int,
+    method: str = "send",
 ) -> None:
-    """Warn that a synchronous send held a running event loop, naming each share."""
+    """Warn that a synchronous send held a running event loop, naming each share.
+
+    ``method`` is the one that was called (``send`` or ``send_robust``); the
+    advice names its async twin.
+    """
     shares = ", ".join(
         f"{receiver_name(receiver)} {duration / 1e6:.1f} ms "
         f"({100 * duration / total_ns if total_ns else 0:.0f}%)"
         for receiver, duration in sorted(timings, key=lambda item: -item[1])
     )
     logger.warning(
-        "%s.send() blocked the running event loop for %.1f ms (sender %s): %s. "
-        "Use `await %s.asend(...)` from async code so synchronous receivers run "
+        "%s.%s() blocked the running event loop for %.1f ms (sender %s): %s. "
+        "Use `await %s.a%s(...)` from async code so synchronous receivers run "
         "in a thread and coroutine receivers are awaited.",
         _signal(signal),
+        method,
         total_ns / 1e6,
         registry.describe_sender(sender),
         shares,
         _signal(signal).rpartition(".")[2],
+        method,
         extra={
             "signalbox_signal": _signal(signal),
             "signalbox_blocked_ms": total_ns / 1e6,
