@@ -260,3 +260,37 @@ async def test_asend_enqueues_from_async_code() -> None:
     # test database cannot be dropped.
     await sync_to_async(connections.close_all)()
     assert count == 1
+
+
+def record_too(sender: Any, **kwargs: Any) -> None:
+    seen.append({"too": True})
+
+
+def test_several_background_receivers_cost_one_insert() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    signalbox.connect(paid, record, run="background")
+    signalbox.connect(paid, record_too, run="background")
+    try:
+        with CaptureQueriesContext(connection) as queries, transaction.atomic():
+            paid.send(sender=None, n=1)
+        inserts = [q["sql"] for q in queries if q["sql"].startswith("INSERT")]
+        assert len(inserts) == 1
+        assert Delivery.objects.count() == 2
+        assert drain() == {Outcome.COMPLETED: 2}
+    finally:
+        paid.disconnect(record_too)
+
+
+def test_rows_handed_over_before_an_error_are_still_written() -> None:
+    # As with Django, receivers before the one that raised have run.
+    signalbox.connect(paid, record, run="background")
+    signalbox.connect(paid, record_too, run="background")
+    paid.connect(explode)
+    try:
+        with pytest.raises(RuntimeError):
+            paid.send(sender=None)
+        assert Delivery.objects.count() == 2
+    finally:
+        paid.disconnect(record_too)

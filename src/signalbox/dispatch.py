@@ -30,7 +30,7 @@ from django.conf import settings
 from django.dispatch import Signal as DjangoSignal
 from django.utils.inspect import func_accepts_kwargs
 
-from signalbox import _compat, _refs, conf, observe, registry
+from signalbox import _compat, _refs, conf, observe, outbox, registry
 from signalbox._adapters import (
     Adapter,
     AsyncTimedReceiver,
@@ -103,6 +103,7 @@ class Signal(DjangoSignal):
         super().__init__(use_caching=use_caching)
         self.defined_in = _caller_module()
         """The module that created this signal, which names it in logs and rows."""
+        self._background = 0  # background receivers; from two on, sends batch rows
         self._routes: dict[int, _Route] = {}
         self._epoch = object()
         # Weak: the adapter must live exactly as long as its receiver.
@@ -150,6 +151,7 @@ class Signal(DjangoSignal):
         if disconnected:
             connected = adapter if adapter is not None else receiver
             registry.registry.forget(self, connected)
+            self._background = registry.registry.count(self, "background")
         if adapter is not None:
             adapter.release()
         return disconnected
@@ -292,11 +294,16 @@ class Signal(DjangoSignal):
         sender: object,
         named: dict[str, Any],
         robust: bool,
+        batched: bool = False,
     ) -> Responses:
         """Call synchronous receivers in order, timing each: the hot loop."""
         responses: Responses = []
         if not receivers:
             return responses
+        if self._background > 1 and not batched:
+            # Several background receivers: their rows go in one INSERT.
+            with outbox.batch():
+                return self._call_each(receivers, sender, named, robust, True)
         limits = conf.get()
         # When this thread's event loop is running, every duration is kept so a
         # blocked loop can be reported with each receiver's share; otherwise
@@ -475,6 +482,8 @@ def _remember(
     _sweep(signal, receiver)
     if _is_connected(signal, connected, sender):
         registry.registry.record(signal, connected, receiver, sender, info)
+        if isinstance(signal, Signal):
+            signal._background = registry.registry.count(signal, "background")
     elif isinstance(connected, Adapter):
         connected.release()
 

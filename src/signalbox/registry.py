@@ -235,6 +235,11 @@ class Registry:
         found = [entry.sender() for entry in list(self._by_signal.get(signal, []))]
         return [sender for sender in found if sender is not None]
 
+    def count(self, signal: DjangoSignal, run: Run) -> int:
+        """How many living connections of mode ``run`` ``signal`` has."""
+        entries = list(self._by_signal.get(signal, []))
+        return sum(1 for entry in entries if entry.info.run == run and entry.alive())
+
     def background(self) -> dict[str, list[Found]]:
         """Every living background receiver, by key: what a worker may run."""
         found: dict[str, list[Found]] = {}
