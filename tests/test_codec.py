@@ -871,8 +871,16 @@ def test_garbage_senders_only_ever_raise_decode_error(data: Any) -> None:
 # --- safety ----------------------------------------------------------------------
 
 
+def codec_sources() -> list[Path]:
+    """Every file of the codec package."""
+    return sorted(Path(codec.__file__).parent.glob("*.py"))
+
+
 def test_the_module_never_imports_unsafe_modules_or_evaluates() -> None:
-    tree = ast.parse(Path(codec.__file__).read_text())
+    tree = ast.Module(
+        body=[node for f in codec_sources() for node in ast.parse(f.read_text()).body],
+        type_ignores=[],
+    )
     imported = {
         alias.name
         for node in ast.walk(tree)
@@ -890,12 +898,17 @@ def test_the_module_never_imports_unsafe_modules_or_evaluates() -> None:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
     }
     assert calls & {"eval", "exec", "__import__", "compile", "getattr"} <= {"getattr"}
-    own = {name for name in imported if name.startswith("signalbox")}
+    # Beside its own modules, the codec needs only these parts of signalbox.
+    own = {
+        name
+        for name in imported
+        if name.startswith("signalbox") and not name.startswith("signalbox.codec")
+    }
     assert own <= {"signalbox", "signalbox.exceptions", "signalbox.conf"}
 
 
 def test_import_string_is_used_only_for_the_settings_list() -> None:
-    source = Path(codec.__file__).read_text()
+    source = "".join(f.read_text() for f in codec_sources())
     assert source.count("import_string(") == 1
     assert "def _imported(paths" in source
 

@@ -1,0 +1,186 @@
+"""How a background receiver's arguments travel: JSON, never pickle.
+
+:func:`encode` runs at ``send()`` time and refuses, with a :class:`CodecError`
+naming the signal, receiver and argument, anything it could not bring back
+exactly. :func:`decode` runs in the worker and turns anything malformed into a
+:class:`DecodeError`; it never imports, evaluates or unpickles. The only types
+it builds are those below, models found in Django's app registry, and Enum
+and dataclass types passed to :func:`register` or listed in
+``SIGNALBOX["CODEC_TYPES"]`` (the one place a path is imported: from settings).
+
+Wire format 1: ``{"format": 1, "values": <the kwargs dict, encoded>}``.
+``str``, ``bool``, ``None``, ``int`` within 64 bits and ``float`` strictly
+between -1e16 and 1e16 (not -0.0) are themselves; a list is an array; a dict
+with ``str`` keys is an object. Anything else is ``{"$sb": tag, "v": data}``:
+
+==========  ===================================================================
+str         base64 of UTF-8, for NUL or lone surrogates (jsonb refuses them)
+int, float  ``hex(n)`` beyond 64 bits; ``repr(x)`` for nan, inf, -0.0 and
+            1e16 up (jsonb would return 1e16 as an int and -0.0 as 0.0)
+dict        ``[[key, value], ...]`` when a key is ``"$sb"`` (so user data is
+            never read as a tag) or needs the str tag
+tuple, set, frozenset: an array; bytes: base64; decimal: ``str(d)`` (exact);
+uuid: ``str(u)``; date: ISO 8601
+datetime,   ``[wall clock in ISO 8601, tz, fold]``; tz is null, a ZoneInfo
+time        key, or ``[offset in microseconds, name or null]`` (a timezone)
+timedelta   ``[days, seconds, microseconds]``
+enum        ``[type name, member name]``, or ``[type name, value]`` for a Flag
+dataclass   ``[type name, {field: value}]``, the fields with ``init=True``
+type        a registered type's name, ``module.qualname``
+modelclass  ``app_label.ModelName``
+model       ``{"model", "db", "pk", "fields", "strings"}``
+queryset    ``{"model", "db", "pks"}``
+==========  ===================================================================
+
+A model instance is decoded by fetching its row afresh from the database it
+came from. Its loaded concrete fields also travel, by attname (``strings``
+holds ``value_to_string()`` for values only the field can serialise), so if
+the row is gone, after ``post_delete`` say, the instance is rebuilt from them,
+unsaved, and :func:`from_snapshot` is true for it. A queryset travels as its
+membership at send time: the pks, decoded as ``filter(pk__in=...)`` on the
+model's base manager, in the model's default ordering.
+
+Types are kept exactly, so subclasses (``OrderedDict``, ``defaultdict``,
+namedtuples, ``SafeString``, members of an unregistered ``IntEnum``) are
+refused rather than arriving as their base; only ``datetime`` and ``date``
+subclasses (freezegun's fake clocks) arrive as the plain type. Dict key order
+survives SQLite but not PostgreSQL's jsonb, which sorts keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import models
+
+from signalbox.codec._base import (
+    FORMAT,
+    SNAPSHOT_ATTRIBUTE,
+    TAG,
+    _kind,
+    _Problem,
+    _show,
+)
+
+# Every tag decode() reads, kept here for the tests that list them.
+from signalbox.codec._decoding import _DECODERS as _DECODERS
+from signalbox.codec._decoding import _decode
+from signalbox.codec._encoding import _CLASS_ADVICE, _encode, _encode_class, _object
+from signalbox.codec._registry import register
+from signalbox.codec._scalars import _encode_str
+from signalbox.exceptions import CodecError, DecodeError
+
+__all__ = [
+    "FORMAT",
+    "SNAPSHOT_ATTRIBUTE",
+    "TAG",
+    "decode",
+    "decode_sender",
+    "encode",
+    "encode_sender",
+    "from_snapshot",
+    "register",
+]
+
+
+def encode(
+    kwargs: Mapping[str, object], *, signal: str = "?", receiver: str = "?"
+) -> dict[str, Any]:
+    """Return ``kwargs`` as a dict that ``json.dumps`` takes and :func:`decode` undoes.
+
+    Raises :class:`CodecError`, naming ``signal``, ``receiver`` and the
+    argument's path, for any value that could not come back exactly. Queries
+    the database only to list a QuerySet's pks.
+    """
+    values: dict[str, Any] = {}
+    for name, value in kwargs.items():
+        try:
+            if type(name) is not str:
+                raise _Problem(f"found the non-str keyword {_show(name)}")
+            values[name] = _encode(value, 1)
+        except _Problem as problem:
+            where = problem.at(str(name))
+            raise CodecError(
+                f"Cannot send argument {where!r} of signal {signal} to background "
+                f"receiver {receiver}: {problem}.",
+                signal=signal,
+                receiver=receiver,
+                argument=where,
+            ) from problem.__cause__
+    return {"format": FORMAT, "values": _object(values)}
+
+
+def encode_sender(sender: object, *, signal: str = "?", receiver: str = "?") -> Any:
+    """Return ``sender`` as JSON: None, a str, a model class or a registered type.
+
+    Raises :class:`CodecError` (``argument="sender"``) for anything else.
+    """
+    if sender is None:
+        return None
+    if type(sender) is str:
+        return _encode_str(sender)
+    try:
+        if not isinstance(sender, type):
+            raise _Problem(f"found a {_kind(sender)}; {_CLASS_ADVICE}")
+        return _encode_class(sender)
+    except _Problem as problem:
+        raise CodecError(
+            f"Cannot send the sender of signal {signal} to background receiver "
+            f"{receiver}: {problem}.",
+            signal=signal,
+            receiver=receiver,
+            argument="sender",
+        ) from None
+
+
+def decode(payload: Mapping[str, Any]) -> dict[str, object]:
+    """Return the keyword arguments :func:`encode` turned into ``payload``.
+
+    Each model instance costs one query; a row that is gone is rebuilt from
+    its snapshot. Raises :class:`DecodeError` for anything :func:`encode`
+    could not have written. Database errors while fetching (an outage, say)
+    propagate unchanged: they are not the payload's fault.
+    """
+    if (
+        not isinstance(payload, Mapping)
+        or set(payload) != {"format", "values"}
+        or type(payload["format"]) is not int
+        or payload["format"] != FORMAT
+    ):
+        raise DecodeError(
+            f"Not a signalbox payload of format {FORMAT}: {_show(payload)}"
+        )
+    values = _decoded(payload["values"], "kwargs")
+    if type(values) is not dict:
+        raise DecodeError(f"Cannot decode kwargs: found a {_kind(values)}, not a dict.")
+    return values
+
+
+def decode_sender(data: Any) -> object:
+    """Return the sender :func:`encode_sender` turned into ``data``.
+
+    Raises :class:`DecodeError` for anything but None, a str, a model class
+    label or a registered type's name.
+    """
+    if data is None or type(data) is str:
+        return data
+    if type(data) is not dict or data.get(TAG) not in ("str", "modelclass", "type"):
+        raise DecodeError(f"Cannot decode sender: {_show(data)} is not a sender.")
+    return _decoded(data, "sender")
+
+
+def from_snapshot(instance: models.Model) -> bool:
+    """Whether :func:`decode` rebuilt ``instance`` because its row was gone.
+
+    Such an instance holds the field values of send time and is not saved.
+    """
+    return bool(vars(instance).get(SNAPSHOT_ATTRIBUTE, False))
+
+
+def _decoded(data: Any, root: str) -> Any:
+    try:
+        return _decode(data, 0)
+    except _Problem as problem:
+        message = f"Cannot decode {problem.at(root)}: {problem}."
+        raise DecodeError(message) from problem.__cause__
