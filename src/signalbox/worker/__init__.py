@@ -143,7 +143,7 @@ class Worker:
     def _due(self) -> bool:
         try:
             return outbox.due_for(self.queues, list(self._receivers), using=self.using)
-        except Exception:
+        except Exception:  # the database went away: say "maybe", look again
             connections[self.using].close()
             return True
 
@@ -244,7 +244,7 @@ class Worker:
     def _guarded(self, task: Callable[[], object]) -> None:
         try:
             task()
-        except Exception as error:
+        except Exception as error:  # logged; the next beat tries again
             logger.warning("Worker housekeeping (%s) failed: %s", task.__name__, error)
             connections[self.using].close()
         finally:
