@@ -28,3 +28,15 @@ if ! postgres_up 2>/dev/null; then
   fi
   wait_for PostgreSQL postgres_up || need PostgreSQL
 fi
+
+# Redis: the Celery peer in `make bench` (and the engines later).
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+if ! redis_up; then
+  if command -v redis-server >/dev/null; then
+    echo "services: starting Redis"
+    mkdir -p /var/lib/redis /var/log/redis
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
+      --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
+  fi
+  wait_for Redis redis_up || need Redis
+fi
