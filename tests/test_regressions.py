@@ -48,3 +48,42 @@ def test_a_slow_on_commit_receiver_is_not_told_to_use_on_commit(
     [message] = [r.getMessage() for r in caplog.records]
     assert 'connect it with run="on_commit"' not in message
     assert 'run="background"' in message
+
+
+def bg_receiver(sender: object, **kwargs: Any) -> None:
+    pass
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_background_send_from_a_running_loop_says_to_use_asend() -> None:
+    from django.core.exceptions import SynchronousOnlyOperation
+
+    signal = signalbox.Signal()
+    signalbox.connect(signal, bg_receiver, run="background")
+    with pytest.raises(SynchronousOnlyOperation, match=r"await signal.asend"):
+        signal.send(sender=None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_that_goes_dead_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    from datetime import timedelta
+
+    from signalbox.worker import Worker
+
+    signal = signalbox.Signal()
+    signalbox.connect(
+        signal,
+        always_fails,
+        run="background",
+        retries=1,
+        backoff=signalbox.Backoff(base=timedelta(0), cap=timedelta(0)),
+    )
+    signal.send(sender=None)
+    with caplog.at_level(logging.ERROR, logger="signalbox.worker"):
+        Worker(burst=True).run()
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "is dead after attempt 1 of 1 (max_attempts)" in record.getMessage()
+
+
+def always_fails(sender: object, **kwargs: Any) -> None:
+    raise RuntimeError("down")

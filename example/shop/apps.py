@@ -10,5 +10,9 @@ class ShopConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Connect the receivers (importing the module runs their decorators)."""
+        """Connect the receivers (importing the module runs their decorators).
+
+        This runs in every process, ``manage.py signalbox worker`` included,
+        which is how the worker finds the background receivers it may run.
+        """
         from shop import receivers  # noqa: F401

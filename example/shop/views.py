@@ -34,7 +34,9 @@ def checkout(request: HttpRequest) -> JsonResponse:
     """Create a paid order and send ``order_paid``, in one transaction.
 
     Inline receivers run inside the transaction; ``run="on_commit"`` receivers
-    run after the COMMIT, still in this request, and never after a rollback.
+    run after the COMMIT, still in this request, and never after a rollback;
+    ``run="background"`` receivers only write an outbox row inside it, which
+    a worker process runs once it is committed.
     """
     form = CheckoutForm(request.POST)
     if not form.is_valid():
@@ -57,7 +59,7 @@ def checkout(request: HttpRequest) -> JsonResponse:
 async def checkout_async(request: HttpRequest) -> JsonResponse:
     """Async checkout that sends with ``await order_paid.asend(...)``.
 
-    Sync receivers run in a worker thread and coroutine receivers are awaited,
+    Sync receivers run in another thread and coroutine receivers are awaited,
     so the event loop stays free while they work.
     """
     form = CheckoutForm(request.POST)

@@ -22,6 +22,7 @@ from functools import partial
 from typing import Any
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction
+from django.core.exceptions import SynchronousOnlyOperation
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from signalbox import _refs, codec, conf, observe, outbox
@@ -217,6 +218,12 @@ class BackgroundReceiver(Adapter):
     def __call__(self, signal: object, sender: object, **kwargs: Any) -> None:
         if self._target() is None:
             return
+        if _running_loop() is not None:
+            raise SynchronousOnlyOperation(
+                f"{self.info.key} (run='background') writes an outbox row, which "
+                f"Django does not allow on a running event loop: from async "
+                f"code, send with `await signal.asend(...)`."
+            )
         outbox.enqueue(
             [self.delivery(signal, sender, kwargs)],
             using=_database(kwargs.get("using")),

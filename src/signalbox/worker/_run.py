@@ -129,19 +129,30 @@ def _failed(
     claimed: outbox.Claimed, policy: Policy, error: Exception, using: str
 ) -> Outcome:
     text = "".join(traceback.format_exception(error))
-    if not policy.retries(error):
-        applied = outbox.fail(
-            claimed, error=text, reason="not_retryable", retry_in=None, using=using
+    reason = (
+        "not_retryable"
+        if not policy.retries(error)
+        else "max_attempts"
+        if claimed.attempt >= claimed.max_attempts
+        else None
+    )
+    if reason is not None:
+        logger.error(
+            "Delivery %s of %s is dead after attempt %s of %s (%s): %s",
+            claimed.id,
+            claimed.receiver,
+            claimed.attempt,
+            claimed.max_attempts,
+            reason,
+            type(error).__name__,
         )
-        return _outcome(applied, Outcome.DEAD)
-    if claimed.attempt >= claimed.max_attempts:
         applied = outbox.fail(
-            claimed, error=text, reason="max_attempts", retry_in=None, using=using
+            claimed, error=text, reason=reason, retry_in=None, using=using
         )
         return _outcome(applied, Outcome.DEAD)
     delay = policy.backoff.delay(claimed.attempt)
     logger.warning(
-        "Delivery %s of %s failed on attempt %s of %s (%s); retrying in %.1f s.",
+        "Delivery %s of %s failed on attempt %s of %s (%s); retrying in %.3f s.",
         claimed.id,
         claimed.receiver,
         claimed.attempt,
