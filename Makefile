@@ -70,8 +70,9 @@ test-matrix: $(ENV_MAIN)/.synced $(ENV_NEXT)/.synced services
 
 test: lint types migrations-check test-matrix
 
-bench: $(ENV_MAIN)/.synced
+bench: $(ENV_MAIN)/.synced services
 	$(ENV_MAIN)/bin/python bench/run.py
+	$(ENV_MAIN)/bin/python bench/outbox.py
 
 clean:
 	rm -rf $(TOOLS) .venvs example/db.sqlite3 .pytest_cache .mypy_cache .ruff_cache
