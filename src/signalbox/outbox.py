@@ -192,7 +192,7 @@ WHERE id IN (
     SELECT id FROM signalbox_delivery
     WHERE state IN ('scheduled', 'available', 'retryable')
       AND scheduled_at <= statement_timestamp()
-      AND queue = ANY(%s) AND receiver = ANY(%s)
+      AND {queue} AND receiver = ANY(%s)
     ORDER BY priority, scheduled_at, id
     LIMIT %s
     FOR UPDATE SKIP LOCKED
@@ -214,10 +214,18 @@ def _claim_postgresql(
 
     field = Delivery._meta.get_field("payload")
     connection = connections[using]
+    # One queue (the usual case) is an equality, so the claim can walk the
+    # partial "due" index in order instead of sorting every waiting row.
+    one_queue = len(queues) == 1
+    sql = _CLAIM_POSTGRESQL.format(
+        queue="queue = %s" if one_queue else "queue = ANY(%s)"
+    )
+    queue: object = queues[0] if one_queue else queues
+    params: list[Any] = [token, worker, lease, queue, receivers, limit]
     with connection.cursor() as cursor:
         cursor.execute(
-            _CLAIM_POSTGRESQL,
-            [token, worker, lease, queues, receivers, limit],  # type: ignore[list-item]
+            sql,
+            params,
         )
         rows = cursor.fetchall()
     claimed = [
