@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from django.dispatch import Signal as DjangoSignal
 
+import signalbox
 from tests import settings as test_settings
 
 
@@ -41,3 +45,26 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                 f"{message}, and CI needs it (start it: make services)."
             )
         pytest.exit(f"{message}; skipping the PostgreSQL run.", returncode=0)
+
+
+@pytest.fixture
+def connect() -> Iterator[Callable[..., Any]]:
+    """``signalbox.connect``, undone after the test: signals are global.
+
+    The fixture holds each receiver for the test's duration (they are weakly
+    connected closures); lifetimes are test_lifetime.py's business.
+    """
+    made: list[tuple[DjangoSignal, Any, dict[str, Any]]] = []
+
+    def _connect(signal: DjangoSignal, receiver: Any, **options: Any) -> Any:
+        signalbox.connect(signal, receiver, **options)
+        made.append((signal, receiver, options))
+        return receiver
+
+    yield _connect
+    for signal, receiver, options in reversed(made):
+        signal.disconnect(
+            receiver,
+            sender=options.get("sender"),
+            dispatch_uid=options.get("dispatch_uid"),
+        )

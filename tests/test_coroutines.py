@@ -46,25 +46,6 @@ def rolled_back(using: str | None = None) -> Iterator[None]:
         pass
 
 
-@pytest.fixture
-def connect() -> Iterator[Callable[..., Any]]:
-    """``signalbox.connect``, undone after the test: signals are global.
-
-    The fixture holds each receiver for the test's duration (they are weakly
-    connected closures); lifetimes are test_lifetime.py's business.
-    """
-    made: list[tuple[DjangoSignal, Any, dict[str, Any]]] = []
-
-    def _connect(signal: DjangoSignal, receiver: Any, **options: Any) -> Any:
-        signalbox.connect(signal, receiver, **options)
-        made.append((signal, receiver, options))
-        return receiver
-
-    yield _connect
-    for signal, receiver, options in reversed(made):
-        signal.disconnect(receiver, sender=options.get("sender"))
-
-
 @pytest.fixture(params=["signalbox", "django"])
 def signal(request: pytest.FixtureRequest) -> DjangoSignal:
     return order_paid if request.param == "signalbox" else django_paid

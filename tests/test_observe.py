@@ -12,7 +12,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -32,25 +32,6 @@ SIGNAL_NAMES = {
     "signalbox": "tests.test_observe.ticked",
     "django": "tests.test_observe.django_ticked",
 }
-
-
-@pytest.fixture
-def connect() -> Iterator[Callable[..., Any]]:
-    """``signalbox.connect``, undone after the test: signals are global.
-
-    The fixture holds each receiver for the test's duration (they are weakly
-    connected closures); lifetimes are test_lifetime.py's business.
-    """
-    made: list[tuple[DjangoSignal, Any, dict[str, Any]]] = []
-
-    def _connect(signal: DjangoSignal, receiver: Any, **options: Any) -> Any:
-        signalbox.connect(signal, receiver, **options)
-        made.append((signal, receiver, options))
-        return receiver
-
-    yield _connect
-    for signal, receiver, options in reversed(made):
-        signal.disconnect(receiver, sender=options.get("sender"))
 
 
 @pytest.fixture(params=["signalbox", "django"])

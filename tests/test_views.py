@@ -20,34 +20,13 @@ from asgiref.sync import sync_to_async
 from django.core.signals import request_finished
 from django.db import connections
 from django.db.models.signals import post_save
-from django.dispatch import Signal as DjangoSignal
 from django.test import AsyncClient, Client
 
-import signalbox
 from tests.testapp import views
 from tests.testapp.models import Note, Order
 
 REAL_COMMITS = pytest.mark.django_db(transaction=True)
 BOTH = pytest.mark.django_db(transaction=True, databases=["default", "other"])
-
-
-@pytest.fixture
-def connect() -> Iterator[Callable[..., Any]]:
-    """``signalbox.connect``, undone after the test: signals are global.
-
-    The fixture holds each receiver for the test's duration (they are weakly
-    connected closures); lifetimes are test_lifetime.py's business.
-    """
-    made: list[tuple[DjangoSignal, Any, dict[str, Any]]] = []
-
-    def _connect(signal: DjangoSignal, receiver: Any, **options: Any) -> Any:
-        signalbox.connect(signal, receiver, **options)
-        made.append((signal, receiver, options))
-        return receiver
-
-    yield _connect
-    for signal, receiver, options in reversed(made):
-        signal.disconnect(receiver, sender=options.get("sender"))
 
 
 @pytest.fixture(autouse=True)
