@@ -21,5 +21,3 @@ class State(models.TextChoices):
 
 WAITING = (State.SCHEDULED, State.AVAILABLE, State.RETRYABLE)
 """States a worker may claim from, once ``scheduled_at`` has passed."""
-
-FINISHED = (State.COMPLETED, State.DEAD)

@@ -39,11 +39,11 @@ def slow_receiver(
         "It runs in the caller's thread and the caller waits for it; %s",
         receiver_name(receiver),
         duration_ns / 1e6,
-        _signal(signal),
+        signal_label(signal),
         registry.describe_sender(sender),
         _advice(receiver),
         extra={
-            "signalbox_signal": _signal(signal),
+            "signalbox_signal": signal_label(signal),
             "signalbox_receiver": receiver_name(receiver),
             "signalbox_duration_ms": duration_ns / 1e6,
         },
@@ -84,15 +84,15 @@ def loop_blocked(
         "%s.%s() blocked the running event loop for %.1f ms (sender %s): %s. "
         "Use `await %s.a%s(...)` from async code so synchronous receivers run "
         "in a thread and coroutine receivers are awaited.",
-        _signal(signal),
+        signal_label(signal),
         method,
         total_ns / 1e6,
         registry.describe_sender(sender),
         shares,
-        _signal(signal).rpartition(".")[2],
+        signal_label(signal).rpartition(".")[2],
         method,
         extra={
-            "signalbox_signal": _signal(signal),
+            "signalbox_signal": signal_label(signal),
             "signalbox_blocked_ms": total_ns / 1e6,
         },
     )
@@ -106,21 +106,17 @@ def deferred_failure(
         "Receiver %s (run=%r) failed for %s (sender %s): %s: %s",
         key,
         run,
-        _signal(signal),
+        signal_label(signal),
         registry.describe_sender(sender),
         type(error).__name__,
         error,
         exc_info=error,
-        extra={"signalbox_signal": _signal(signal), "signalbox_receiver": key},
+        extra={"signalbox_signal": signal_label(signal), "signalbox_receiver": key},
     )
 
 
 def signal_label(signal: object) -> str:
     """The dotted name of a signal (see :func:`signalbox.registry.signal_name`)."""
-    return _signal(signal)
-
-
-def _signal(signal: object) -> str:
     if isinstance(signal, Signal):
         return registry.signal_name(signal)
     return repr(signal)
