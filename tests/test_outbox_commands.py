@@ -25,6 +25,7 @@ def add(
     [pk] = outbox.enqueue(
         [outbox.NewDelivery(signal="s", receiver=receiver, payload={}, queue=queue)],
         using="default",
+        ids=True,
     )
     if fields:
         Delivery.objects.filter(pk=pk).update(**fields)

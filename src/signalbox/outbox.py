@@ -15,8 +15,10 @@ SQLite, which has one writer at a time, a plain ``UPDATE`` of a sub-select.
 from __future__ import annotations
 
 import contextvars
+import functools
+import json
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +32,9 @@ from django.db.models.functions import Now
 from signalbox._states import WAITING, State
 
 if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.backends.utils import CursorWrapper
+
     from signalbox.models import DeliveryQuerySet, WorkerRecord
 
 NOTIFY_CHANNEL = "signalbox"
@@ -108,18 +113,116 @@ def batch() -> Iterator[None]:
             enqueue(rows, using=using)
 
 
-def enqueue(rows: Sequence[NewDelivery], *, using: str) -> list[int]:
+def enqueue(rows: Sequence[NewDelivery], *, using: str, ids: bool = False) -> list[int]:
     """Write ``rows`` in the caller's transaction on ``using``, in one INSERT.
 
     A rollback discards them; the commit makes them visible to workers (on
-    PostgreSQL a trigger sends ``NOTIFY signalbox``, which is delivered at
-    the commit). Returns the new ids; inside :func:`batch` the rows wait for
-    the batch's end, and no ids are returned.
+    PostgreSQL the statement also sends ``NOTIFY signalbox``, which is
+    delivered at the commit). With ``ids=True`` returns the new rows' ids, in order (it
+    costs a ``RETURNING``); otherwise, and always inside :func:`batch`, whose
+    rows wait for the batch's end, returns ``[]``.
     """
     pending = _batch.get()
     if pending is not None:
         pending.setdefault(using, []).extend(rows)
         return []
+    if not rows:
+        return []
+    connection = connections[using]
+    row_sql = _INSERT_ROW.get(connection.vendor)
+    if row_sql is None or any(row.delay for row in rows):
+        return _enqueue_with_orm(rows, using, ids)
+    # The send's own statement, on the request path: built here rather than
+    # by the ORM, which costs more than the INSERT itself (bench/outbox.py).
+    sql = _INSERT_HEAD + ", ".join([row_sql] * len(rows))
+    params: list[Any] = []
+    for row in rows:
+        params += (
+            row.signal,
+            row.receiver,
+            row.queue,
+            row.priority,
+            json.dumps(row.payload, separators=(",", ":")),
+            row.max_attempts,
+        )
+    if connection.vendor == "postgresql":
+        # The wake-up rides on the INSERT: PostgreSQL delivers a NOTIFY at the
+        # commit, and only if the transaction commits.
+        sql = f"WITH rows AS ({sql} RETURNING id) {_NOTIFY_ROWS}"
+    elif ids:
+        sql += " RETURNING id"
+    with _statement_cursor(connection) as cursor:
+        cursor.execute(sql, params)
+        return [each[0] for each in cursor.fetchall()] if ids else []
+
+
+def _statement_cursor(connection: BaseDatabaseWrapper) -> CursorWrapper:
+    """A cursor whose statements PostgreSQL keeps prepared, where that is safe.
+
+    Django's psycopg 3 cursors bind parameters on the client, so the server
+    parses and plans every INSERT afresh, which costs more than running it
+    (bench/outbox.py). A server-binding cursor on the same connection (so in
+    the same transaction) that prepares its statements is wrapped as Django
+    wraps its own, so errors and ``execute_wrapper()`` work as for any query.
+    Django's own cursor is used instead with psycopg2; where
+    ``OPTIONS["prepare_threshold"]`` says how to prepare (psycopg decides);
+    where ``DISABLE_SERVER_SIDE_CURSORS`` says a pooler in transaction mode
+    sits in front, which may not keep prepared statements; and while queries
+    are logged (``DEBUG``, ``assertNumQueries``), because Django can show
+    the SQL of a prepared statement only as ``None``.
+    """
+    driver: Any = getattr(connection, "Database", None)
+    settings = connection.settings_dict
+    if (
+        connection.vendor != "postgresql"
+        or getattr(driver, "__name__", "") != "psycopg"
+        or connection.queries_logged
+        or "prepare_threshold" in settings.get("OPTIONS", {})
+        or settings.get("DISABLE_SERVER_SIDE_CURSORS")
+    ):
+        return connection.cursor()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    # _prepare_cursor() is what connection.cursor() wraps its cursors with,
+    # the same in Django 5.2 and 6.x.
+    wrap: Callable[[Any], CursorWrapper] = connection._prepare_cursor  # type: ignore[attr-defined]
+    with connection.wrap_database_errors:
+        return wrap(_preparing_cursor(driver)(connection.connection))
+
+
+@functools.cache
+def _preparing_cursor(driver: Any) -> type:
+    """psycopg's server-binding cursor, preparing each statement it runs."""
+
+    class PreparingCursor(driver.Cursor):  # type: ignore[misc]
+        def execute(self, query: Any, params: Any = None, **options: Any) -> Any:
+            # Django turns preparing off (prepare_threshold None), and psycopg
+            # then ignores prepare=True: allow it for this statement only.
+            connection = self.connection
+            threshold = connection.prepare_threshold
+            connection.prepare_threshold = 0
+            try:
+                return super().execute(query, params, prepare=True, **options)
+            finally:
+                connection.prepare_threshold = threshold
+
+    return PreparingCursor
+
+
+_NOTIFY_ROWS = "SELECT id, pg_notify('signalbox', '') FROM rows"  # NOTIFY_CHANNEL
+_INSERT_HEAD = (
+    "INSERT INTO signalbox_delivery (signal, receiver, queue, priority, payload, "
+    "max_attempts, state, attempt, leased_by, reason, error) VALUES "
+)
+# Rows due at once; ``enqueued_at`` and ``scheduled_at`` take the database's
+# clock from their column defaults.
+_INSERT_ROW = {
+    "postgresql": "(%s, %s, %s, %s, %s::jsonb, %s, 'available', 0, '', '', '')",
+    "sqlite": "(%s, %s, %s, %s, %s, %s, 'available', 0, '', '', '')",
+}
+
+
+def _enqueue_with_orm(rows: Sequence[NewDelivery], using: str, ids: bool) -> list[int]:
     from signalbox.models import Delivery
 
     objs = [
@@ -136,7 +239,7 @@ def enqueue(rows: Sequence[NewDelivery], *, using: str) -> list[int]:
         for row in rows
     ]
     created = Delivery.objects.using(using).bulk_create(objs)
-    return [obj.pk for obj in created]
+    return [obj.pk for obj in created] if ids else []
 
 
 def claim(
