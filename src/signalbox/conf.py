@@ -27,6 +27,7 @@ DEFAULTS: Mapping[str, Any] = {
     "COMPLETED_RETENTION_SECONDS": 86_400,
     "DEAD_RETENTION_SECONDS": 30 * 86_400,
     "CODEC_TYPES": (),
+    "SYNCHRONOUS_ACKS": False,
 }
 
 
@@ -47,6 +48,7 @@ class Settings:
     completed_retention: timedelta
     dead_retention: timedelta
     codec_types: tuple[str, ...]
+    synchronous_acks: bool
 
 
 _current: Settings | None = None
@@ -90,6 +92,7 @@ def _load() -> Settings:
         completed_retention=_seconds(values, "COMPLETED_RETENTION_SECONDS"),
         dead_retention=_seconds(values, "DEAD_RETENTION_SECONDS"),
         codec_types=_dotted_paths(values, "CODEC_TYPES"),
+        synchronous_acks=_flag(values, "SYNCHRONOUS_ACKS"),
     )
 
 
@@ -109,6 +112,15 @@ def _milliseconds(values: Mapping[str, Any], key: str) -> int:
 
 def _seconds(values: Mapping[str, Any], key: str, minimum: float = 0) -> timedelta:
     return timedelta(seconds=_number(values, key, "seconds", minimum))
+
+
+def _flag(values: Mapping[str, Any], key: str) -> bool:
+    value = values[key]
+    if not isinstance(value, bool):
+        raise ConfigurationError(
+            f"settings.SIGNALBOX[{key!r}] must be True or False, not {value!r}."
+        )
+    return value
 
 
 def _dotted_paths(values: Mapping[str, Any], key: str) -> tuple[str, ...]:

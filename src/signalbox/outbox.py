@@ -15,10 +15,8 @@ SQLite, which has one writer at a time, a plain ``UPDATE`` of a sub-select.
 from __future__ import annotations
 
 import contextvars
-import functools
-import json
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,12 +27,10 @@ from django.db.models import DateTimeField, ExpressionWrapper, F, Q, Value
 from django.db.models.expressions import CombinedExpression
 from django.db.models.functions import Now
 
+from signalbox import _statements
 from signalbox._states import WAITING, State
 
 if TYPE_CHECKING:
-    from django.db.backends.base.base import BaseDatabaseWrapper
-    from django.db.backends.utils import CursorWrapper
-
     from signalbox.models import DeliveryQuerySet, WorkerRecord
 
 NOTIFY_CHANNEL = "signalbox"
@@ -129,97 +125,23 @@ def enqueue(rows: Sequence[NewDelivery], *, using: str, ids: bool = False) -> li
     if not rows:
         return []
     connection = connections[using]
-    row_sql = _INSERT_ROW.get(connection.vendor)
-    if row_sql is None or any(row.delay for row in rows):
-        return _enqueue_with_orm(rows, using, ids)
-    # The send's own statement, on the request path: built here rather than
-    # by the ORM, which costs more than the INSERT itself (bench/outbox.py).
-    sql = _INSERT_HEAD + ", ".join([row_sql] * len(rows))
-    params: list[Any] = []
-    for row in rows:
-        params += (
-            row.signal,
-            row.receiver,
-            row.queue,
-            row.priority,
-            json.dumps(row.payload, separators=(",", ":")),
-            row.max_attempts,
+    statement = None
+    if not any(row.delay for row in rows):
+        statement = _statements.insert(
+            connection.vendor,
+            [
+                (r.signal, r.receiver, r.queue, r.priority, r.payload, r.max_attempts)
+                for r in rows
+            ],
+            ids,
         )
-    if connection.vendor == "postgresql":
-        # The wake-up rides on the INSERT: PostgreSQL delivers a NOTIFY at the
-        # commit, and only if the transaction commits.
-        sql = f"WITH rows AS ({sql} RETURNING id) {_NOTIFY_ROWS}"
-    elif ids:
-        sql += " RETURNING id"
-    with _statement_cursor(connection) as cursor:
-        cursor.execute(sql, params)
+    if statement is None:
+        return _enqueue_with_orm(rows, using, ids)
+    # The send's own statement, on the request path: written out rather than
+    # built by the ORM, which costs more than the INSERT itself.
+    with _statements.statement_cursor(connection) as cursor:
+        cursor.execute(*statement)
         return [each[0] for each in cursor.fetchall()] if ids else []
-
-
-def _statement_cursor(connection: BaseDatabaseWrapper) -> CursorWrapper:
-    """A cursor whose statements PostgreSQL keeps prepared, where that is safe.
-
-    Django's psycopg 3 cursors bind parameters on the client, so the server
-    parses and plans every INSERT afresh, which costs more than running it
-    (bench/outbox.py). A server-binding cursor on the same connection (so in
-    the same transaction) that prepares its statements is wrapped as Django
-    wraps its own, so errors and ``execute_wrapper()`` work as for any query.
-    Django's own cursor is used instead with psycopg2; where
-    ``OPTIONS["prepare_threshold"]`` says how to prepare (psycopg decides);
-    where ``DISABLE_SERVER_SIDE_CURSORS`` says a pooler in transaction mode
-    sits in front, which may not keep prepared statements; and while queries
-    are logged (``DEBUG``, ``assertNumQueries``), because Django can show
-    the SQL of a prepared statement only as ``None``.
-    """
-    driver: Any = getattr(connection, "Database", None)
-    settings = connection.settings_dict
-    if (
-        connection.vendor != "postgresql"
-        or getattr(driver, "__name__", "") != "psycopg"
-        or connection.queries_logged
-        or "prepare_threshold" in settings.get("OPTIONS", {})
-        or settings.get("DISABLE_SERVER_SIDE_CURSORS")
-    ):
-        return connection.cursor()
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    # _prepare_cursor() is what connection.cursor() wraps its cursors with,
-    # the same in Django 5.2 and 6.x.
-    wrap: Callable[[Any], CursorWrapper] = connection._prepare_cursor  # type: ignore[attr-defined]
-    with connection.wrap_database_errors:
-        return wrap(_preparing_cursor(driver)(connection.connection))
-
-
-@functools.cache
-def _preparing_cursor(driver: Any) -> type:
-    """psycopg's server-binding cursor, preparing each statement it runs."""
-
-    class PreparingCursor(driver.Cursor):  # type: ignore[misc]
-        def execute(self, query: Any, params: Any = None, **options: Any) -> Any:
-            # Django turns preparing off (prepare_threshold None), and psycopg
-            # then ignores prepare=True: allow it for this statement only.
-            connection = self.connection
-            threshold = connection.prepare_threshold
-            connection.prepare_threshold = 0
-            try:
-                return super().execute(query, params, prepare=True, **options)
-            finally:
-                connection.prepare_threshold = threshold
-
-    return PreparingCursor
-
-
-_NOTIFY_ROWS = "SELECT id, pg_notify('signalbox', '') FROM rows"  # NOTIFY_CHANNEL
-_INSERT_HEAD = (
-    "INSERT INTO signalbox_delivery (signal, receiver, queue, priority, payload, "
-    "max_attempts, state, attempt, leased_by, reason, error) VALUES "
-)
-# Rows due at once; ``enqueued_at`` and ``scheduled_at`` take the database's
-# clock from their column defaults.
-_INSERT_ROW = {
-    "postgresql": "(%s, %s, %s, %s, %s::jsonb, %s, 'available', 0, '', '', '')",
-    "sqlite": "(%s, %s, %s, %s, %s, %s, 'available', 0, '', '', '')",
-}
 
 
 def _enqueue_with_orm(rows: Sequence[NewDelivery], using: str, ids: bool) -> list[int]:
@@ -287,23 +209,6 @@ def claim(
     return _claimed(_rows(using).filter(lease_token=token), token)
 
 
-_CLAIM_POSTGRESQL = """
-UPDATE signalbox_delivery SET
-    state = 'executing', attempt = attempt + 1, lease_token = %s, leased_by = %s,
-    lease_expires_at = statement_timestamp() + %s, attempted_at = statement_timestamp()
-WHERE id IN (
-    SELECT id FROM signalbox_delivery
-    WHERE state IN ('scheduled', 'available', 'retryable')
-      AND scheduled_at <= statement_timestamp()
-      AND {queue} AND receiver = ANY(%s)
-    ORDER BY priority, scheduled_at, id
-    LIMIT %s
-    FOR UPDATE SKIP LOCKED
-)
-RETURNING id, signal, receiver, payload, attempt, max_attempts, enqueued_at
-"""
-
-
 def _claim_postgresql(
     worker: str,
     queues: list[str],
@@ -317,19 +222,14 @@ def _claim_postgresql(
 
     field = Delivery._meta.get_field("payload")
     connection = connections[using]
-    # One queue (the usual case) is an equality, so the claim can walk the
-    # partial "due" index in order instead of sorting every waiting row.
     one_queue = len(queues) == 1
-    sql = _CLAIM_POSTGRESQL.format(
+    sql = _statements.CLAIM_POSTGRESQL.format(
         queue="queue = %s" if one_queue else "queue = ANY(%s)"
     )
     queue: object = queues[0] if one_queue else queues
     params: list[Any] = [token, worker, lease, queue, receivers, limit]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            params,
-        )
+    with _statements.statement_cursor(connection) as cursor:
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
     claimed = [
         Claimed(
@@ -380,6 +280,27 @@ def complete(claimed: Claimed, *, using: str) -> bool:
             reason="",
         )
     )
+
+
+def complete_many(claimed: Sequence[Claimed], *, using: str) -> set[int]:
+    """Mark many deliveries completed at once; returns the ids this applied to.
+
+    Each applies only while its own claim still holds the row, as with
+    :func:`complete`. On PostgreSQL it is one statement; elsewhere one
+    transaction.
+    """
+    if not claimed:
+        return set()
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        with _statements.statement_cursor(connection) as cursor:
+            cursor.execute(
+                _statements.COMPLETE_MANY_POSTGRESQL,
+                [[c.id for c in claimed], [c.token for c in claimed]],
+            )
+            return {row[0] for row in cursor.fetchall()}
+    with transaction.atomic(using=using):
+        return {each.id for each in claimed if complete(each, using=using)}
 
 
 def fail(

@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -33,12 +34,16 @@ from asgiref.sync import iscoroutinefunction
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from signalbox import conf, outbox, registry
+from signalbox.worker._acks import Acknowledger
 from signalbox.worker._listen import Listener
 from signalbox.worker._run import Outcome, run_delivery
 
 __all__ = ["Outcome", "Worker", "run_delivery"]
 
 logger = logging.getLogger("signalbox.worker")
+
+_FAST_NS = 10_000_000
+"""Deliveries that take less than this (on average) are claimed a batch ahead."""
 
 
 @dataclass
@@ -83,11 +88,20 @@ class Worker:
         self.stopping = threading.Event()
         self._wake = threading.Event()
         self._work: queue.Queue[outbox.Claimed | None] = queue.Queue()
+        # Claimed until the outcome is recorded (the heartbeat extends these).
         self._held: dict[int, outbox.Claimed] = {}
+        # Claimed and not yet run to an outcome: what occupies the pool.
+        self._unfinished = 0
+        # Run, with the acknowledgement left to the acknowledger.
+        self._acknowledging: set[int] = set()
+        # A moving average of how long a delivery takes; unknown at first.
+        self._pace_ns = _FAST_NS
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
+        self._loop: asyncio.AbstractEventLoop | None = None  # run() makes it
         self._done = threading.Event()
         self._receivers = registry.registry.background()
+        self._acks = Acknowledger(using, self._acknowledged, self._bookkeeping)
+        self._relaxed: weakref.WeakSet[Any] = weakref.WeakSet()
 
     # -- the main loop --------------------------------------------------------
 
@@ -117,23 +131,47 @@ class Worker:
 
     def _step(self) -> bool:
         """Claim what fits, then wait for work or a wake-up; False when done."""
-        free = self.concurrency - len(self._held)
-        if self.max_deliveries is not None:
-            free = min(free, self.max_deliveries - self.counts.total - len(self._held))
+        # Cleared before looking, so a NOTIFY or a completion that lands
+        # while this looks (or during the claim query) still ends the wait.
+        self._wake.clear()
+        capacity = self._capacity()
+        free = self._free(capacity)
         claimed: list[outbox.Claimed] = []
-        if free > 0:
-            # Cleared before the claim, so a NOTIFY that lands during the
-            # query still wakes the wait below.
-            self._wake.clear()
+        # A claim costs a round trip whatever it takes, so while the pool is
+        # busy it waits until half of its capacity is free, and takes that
+        # many at once.
+        if free > 0 and (free * 2 >= capacity or not self._unfinished):
             claimed = self._claim(free)
+            with self._lock:
+                for each in claimed:
+                    self._held[each.id] = each
+                self._unfinished += len(claimed)
             for each in claimed:
-                self._held[each.id] = each
                 self._work.put(each)
         if self._finished():
             return False
-        if len(claimed) < free or free <= 0:
+        if len(claimed) < free or not claimed:
             self._wake.wait(self.settings.poll.total_seconds())
         return True
+
+    def _capacity(self) -> int:
+        """How many deliveries may be claimed and not yet finished.
+
+        The pool's size, and as much again while deliveries finish within
+        ``_FAST_NS``: then one claim's round trip serves twice as many, and
+        the rows claimed ahead wait only moments. Slow receivers get no rows
+        claimed ahead, so an idle worker elsewhere takes them instead.
+        """
+        if self._pace_ns < _FAST_NS:
+            return 2 * self.concurrency
+        return self.concurrency
+
+    def _free(self, capacity: int) -> int:
+        free = capacity - self._unfinished
+        if self.max_deliveries is not None:
+            left = self.max_deliveries - self.counts.total - len(self._held)
+            free = min(free, left)
+        return free
 
     def _finished(self) -> bool:
         if self.max_deliveries is not None and self.counts.total >= self.max_deliveries:
@@ -142,13 +180,34 @@ class Worker:
 
     def _due(self) -> bool:
         try:
+            self._bookkeeping()
             return outbox.due_for(self.queues, list(self._receivers), using=self.using)
         except Exception:  # the database went away: say "maybe", look again
             connections[self.using].close()
             return True
 
+    def _bookkeeping(self) -> None:
+        """Let this thread's connection commit without waiting for the disk.
+
+        Only the worker's own threads (claims, acknowledgements, heartbeat)
+        call this, never the threads that run receivers: a database crash
+        may then forget a claim or an acknowledgement, which only makes a
+        delivery run again. ``SYNCHRONOUS_ACKS`` turns it off.
+        """
+        connection = connections[self.using]
+        if connection.vendor != "postgresql" or self.settings.synchronous_acks:
+            return
+        connection.ensure_connection()
+        raw = connection.connection
+        if raw in self._relaxed:
+            return
+        with connection.cursor() as cursor:
+            cursor.execute("SET synchronous_commit TO off")
+        self._relaxed.add(raw)
+
     def _claim(self, limit: int) -> list[outbox.Claimed]:
         try:
+            self._bookkeeping()
             return outbox.claim(
                 worker=self.name,
                 queues=self.queues,
@@ -171,19 +230,52 @@ class Worker:
             if claimed is None:
                 connections.close_all()  # this thread's, before it ends
                 return
+            started = time.perf_counter_ns()
             outcome = self._run_one(claimed)
+            took = time.perf_counter_ns() - started
             with self._lock:
-                self._held.pop(claimed.id, None)
-                if outcome is not None:
-                    self.counts.by_outcome[outcome] = (
-                        self.counts.by_outcome.get(outcome, 0) + 1
-                    )
+                self._pace_ns += (took - self._pace_ns) // 8
+                self._unfinished -= 1
+                if claimed.id in self._acknowledging:
+                    self._acknowledging.discard(claimed.id)  # counted once written
+                else:
+                    self._held.pop(claimed.id, None)
+                    self._count(outcome, 1)
             self._wake.set()
+
+    def _count(self, outcome: Outcome | None, number: int) -> None:
+        if outcome is not None and number:
+            self.counts.by_outcome[outcome] = (
+                self.counts.by_outcome.get(outcome, 0) + number
+            )
+
+    def _acknowledge(self, claimed: outbox.Claimed) -> None:
+        with self._lock:
+            self._acknowledging.add(claimed.id)
+        self._acks.add(claimed)
+
+    def _acknowledged(self, batch: list[outbox.Claimed], applied: set[int]) -> None:
+        with self._lock:
+            for each in batch:
+                self._held.pop(each.id, None)
+            self._count(Outcome.COMPLETED, len(applied))
+            self._count(Outcome.LEASE_LOST, len(batch) - len(applied))
+        if len(applied) < len(batch):
+            logger.warning(
+                "%d completed deliveries had lost their lease; another worker "
+                "runs them again.",
+                len(batch) - len(applied),
+            )
+        self._wake.set()
 
     def _run_one(self, claimed: outbox.Claimed) -> Outcome | None:
         try:
             return run_delivery(
-                claimed, self._receivers, using=self.using, call=self._call
+                claimed,
+                self._receivers,
+                using=self.using,
+                call=self._call,
+                acknowledge=self._acknowledge,
             )
         except Exception:  # recording the outcome failed; the lease brings it back
             logger.exception("Delivery %s: could not record its outcome.", claimed.id)
@@ -203,11 +295,13 @@ class Worker:
         coroutine = receiver(**kwargs)
         if timeout is not None:
             coroutine = asyncio.wait_for(coroutine, timeout.total_seconds())
+        assert self._loop is not None  # run() made it before the pool started
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     # -- background threads ---------------------------------------------------
 
     def _start_threads(self) -> list[threading.Thread]:
+        self._loop = asyncio.new_event_loop()
         threads = [
             threading.Thread(
                 target=self._run_pool, name=f"signalbox-run-{n}", daemon=True
@@ -226,6 +320,7 @@ class Worker:
         )
         if connections[self.using].vendor == "postgresql" and not self.burst:
             threads.append(Listener(self.using, self._wake, self.stopping))
+        threads.append(self._acks)
         for thread in threads:
             thread.start()
         return threads
@@ -245,6 +340,7 @@ class Worker:
 
     def _guarded(self, task: Callable[[], object]) -> None:
         try:
+            self._bookkeeping()
             task()
         except Exception as error:  # logged; the next beat tries again
             logger.warning("Worker housekeeping (%s) failed: %s", task.__name__, error)
@@ -283,26 +379,50 @@ class Worker:
     # -- stopping -------------------------------------------------------------
 
     def _shut_down(self, threads: list[threading.Thread]) -> None:
+        self.stopping.set()  # also when run() ends on its own (burst, max)
         self._give_back(self._unstarted(), "not started")
         deadline = time.monotonic() + self.settings.shutdown_grace.total_seconds()
-        while self._held and time.monotonic() < deadline:
+        while self._unfinished and time.monotonic() < deadline:
             self._wake.wait(0.05)
             self._wake.clear()
-        self._give_back(
-            list(self._held.values()), "still running after the grace period"
-        )
+        self._acks.close()
+        with self._lock:
+            running = [
+                each
+                for each in self._held.values()
+                if each.id not in self._acknowledging
+            ]
+        self._give_back(running, "still running after the grace period")
         for _ in range(self.concurrency):
             self._work.put(None)
         self._done.set()
+        assert self._loop is not None
         self._loop.call_soon_threadsafe(self._loop.stop)
+        # Joined, so that run() returns with every connection it opened
+        # closed; a receiver still running past the grace period is left to
+        # finish on its daemon thread (its row was given back).
+        deadline = time.monotonic() + 5
         for thread in threads:
-            if thread.name in ("signalbox-loop", "signalbox-heartbeat"):
-                thread.join(timeout=5)
-        self._loop.close()
+            thread.join(timeout=max(deadline - time.monotonic(), 0))
+        if not self._loop.is_running():
+            self._loop.close()
         self._guarded(lambda: outbox.forget_worker(self.name, using=self.using))
+        self._restore_durability()
         logger.info(
             "Worker %s stopped after %d deliveries.", self.name, self.counts.total
         )
+
+    def _restore_durability(self) -> None:
+        # run() may have been called on a thread whose connection outlives
+        # the worker (a test, a script): leave it as it was found.
+        connection = connections[self.using]
+        if connection.connection is None or connection.connection not in self._relaxed:
+            return
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SET synchronous_commit TO DEFAULT")
+        except Exception:  # a broken connection is closed, and forgets it anyway
+            connection.close()
 
     def _unstarted(self) -> list[outbox.Claimed]:
         unstarted: list[outbox.Claimed] = []
@@ -310,6 +430,8 @@ class Worker:
             try:
                 claimed = self._work.get_nowait()
             except queue.Empty:
+                with self._lock:
+                    self._unfinished -= len(unstarted)
                 return unstarted
             if claimed is not None:
                 unstarted.append(claimed)

@@ -53,5 +53,5 @@ class Listener(threading.Thread):
             # Anything committed while we were (re)connecting was missed: look.
             self.wake.set()
             while not self.stop.is_set():
-                for _ in connection.notifies(timeout=1.0):
+                for _ in connection.notifies(timeout=0.25):
                     self.wake.set()

@@ -47,19 +47,28 @@ class LeaseLost(Exception):
     """The claim no longer holds the row: another worker took it over."""
 
 
+Acknowledge = Callable[[outbox.Claimed], None]
+"""Takes over recording that a delivery completed (the worker batches them)."""
+
+
 def run_delivery(
     claimed: outbox.Claimed,
     receivers: dict[str, list[Found]],
     *,
     using: str,
     call: Call | None = None,
+    acknowledge: Acknowledge | None = None,
 ) -> Outcome:
     """Run ``claimed`` and record the result; never raises for the receiver's errors.
 
     ``receivers`` is the registry's :meth:`~signalbox.registry.Registry.background`
     map. ``call`` runs the receiver with its keyword arguments (the worker
     passes one that runs coroutines on its event loop); by default coroutine
-    receivers go through ``async_to_sync``.
+    receivers go through ``async_to_sync``. ``acknowledge``, when given, is
+    handed each successful run of a receiver that is not ``atomic=True``
+    instead of marking it completed here, and the outcome is then
+    ``COMPLETED`` before the row says so; failures, retries and atomic
+    completions are always recorded before this returns.
     """
     found = _find(claimed, receivers)
     if found is None:
@@ -80,7 +89,9 @@ def run_delivery(
         DeliveryContext(claimed.id, claimed.attempt, claimed.enqueued_at)
     )
     try:
-        return _attempt(claimed, found, kwargs, policy, call or _call, using)
+        return _attempt(
+            claimed, found, kwargs, policy, call or _call, using, acknowledge
+        )
     finally:
         _current.reset(token)
 
@@ -102,6 +113,7 @@ def _attempt(
     policy: Policy,
     call: Call,
     using: str,
+    acknowledge: Acknowledge | None,
 ) -> Outcome:
     try:
         if policy.atomic:
@@ -121,6 +133,9 @@ def _attempt(
     except Exception as error:
         return _failed(claimed, policy, error, using)
     if policy.atomic:
+        return Outcome.COMPLETED
+    if acknowledge is not None:
+        acknowledge(claimed)
         return Outcome.COMPLETED
     return _outcome(outbox.complete(claimed, using=using), Outcome.COMPLETED)
 
