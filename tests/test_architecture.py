@@ -44,6 +44,7 @@ LAYERS: dict[str, int] = {
     "signalbox.observe.inventory": 5,
     "signalbox.checks": 5,
     "signalbox.apps": 5,
+    "signalbox.admin": 5,
     "signalbox.management": 5,
     "signalbox.management.commands": 5,
     "signalbox.management.commands.signalbox": 5,
