@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.db import connection
 from django.db.models import Q
 from django.db.models.functions import Now
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from signalbox import outbox
@@ -126,6 +128,15 @@ def test_the_list_shows_what_an_operator_asks_first(operator: Client) -> None:
     assert cells["finished_at"] not in ("", "-")
 
 
+def test_the_list_leaves_payloads_in_the_database(operator: Client) -> None:
+    dead(), dead()
+    with CaptureQueriesContext(connection) as queries:
+        assert operator.get(LIST).status_code == 200
+    reads = [q["sql"] for q in queries if "signalbox_delivery" in q["sql"]]
+    assert any('."reason"' in sql for sql in reads)
+    assert not any('."payload"' in sql for sql in reads)
+
+
 def test_filters_by_state_queue_receiver_reason_and_erasure(operator: Client) -> None:
     mail = dead()
     sms = dead("shop.sms", reason="not_retryable", queue="urgent")
@@ -188,7 +199,7 @@ def test_retry_makes_dead_and_retryable_rows_available_with_fresh_attempts(
     assert response.status_code == 200
     [message] = [str(m) for m in response.context["messages"]]
     assert message.startswith("2 of 3 selected deliveries are available again")
-    assert "1 were left alone" in message
+    assert message.endswith("Left alone: 1 (not dead or retryable, or erased).")
     for row in (gone, later):
         fresh = Delivery.objects.get(pk=row.pk)
         assert (fresh.state, fresh.attempt, fresh.finished_at) == (

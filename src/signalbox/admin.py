@@ -104,6 +104,11 @@ class DeliveryAdmin(_ReadOnly, _DeliveryAdmin):
     )
     readonly_fields = flatten_fieldsets(fieldsets)
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Delivery]:
+        """Every delivery, without its payload until a page asks for it."""
+        # A list page of a hundred rows need not carry a hundred payloads.
+        return super().get_queryset(request).defer("payload")
+
     def has_retry_permission(self, request: HttpRequest) -> bool:
         """Whether the user may run the retry action."""
         return request.user.has_perm("signalbox.retry_delivery")
@@ -148,7 +153,7 @@ class DeliveryAdmin(_ReadOnly, _DeliveryAdmin):
             request,
             f"{changed} of {selected} selected deliveries are available again, with "
             f"fresh attempts."
-            + _left_alone(selected - changed, "dead or retryable with a payload"),
+            + _left_alone(selected - changed, "not dead or retryable, or erased"),
             messages.SUCCESS if changed else messages.WARNING,
         )
 
@@ -166,7 +171,7 @@ class DeliveryAdmin(_ReadOnly, _DeliveryAdmin):
             request,
             f"Erased the payload of {changed} of {selected} selected deliveries; "
             f"their rows are kept."
-            + _left_alone(selected - changed, "finished with a payload"),
+            + _left_alone(selected - changed, "not finished, or erased already"),
             messages.SUCCESS if changed else messages.WARNING,
         )
 
@@ -199,10 +204,8 @@ class DeliveryAdmin(_ReadOnly, _DeliveryAdmin):
         return format_html("<pre>{}</pre>", text)
 
 
-def _left_alone(count: int, what: str) -> str:
-    if not count:
-        return ""
-    return f" {count} were left alone: only deliveries {what} qualify."
+def _left_alone(count: int, why: str) -> str:
+    return f" Left alone: {count} ({why})." if count else ""
 
 
 @admin.register(WorkerRecord)
