@@ -387,10 +387,12 @@ def fail(
 ) -> bool:
     """Record an error: retry after ``retry_in``, or dead when it is None.
 
-    Applies only if this claim still holds the delivery.
+    Applies only if this claim still holds the delivery. A NUL in ``error``
+    is stored as the four characters ``\\x00``.
     """
     changes: dict[str, Any] = {
-        "error": error,
+        # PostgreSQL refuses NUL in text, and the error is a receiver's words.
+        "error": error.replace("\x00", "\\x00"),
         "reason": reason,
         "lease_token": None,
         "lease_expires_at": None,
