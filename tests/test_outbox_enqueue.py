@@ -113,9 +113,9 @@ def test_a_rollback_forgets_the_prepared_insert_and_the_next_send_prepares_again
     None
 ):
     outbox.enqueue([new()], using="default")
-    with pytest.raises(ZeroDivisionError), transaction.atomic():
+    with pytest.raises(ZeroDivisionError), transaction.atomic():  # noqa: PT012
         outbox.enqueue([new("rolled-back")], using="default")
-        1 / 0  # noqa: B018
+        1 / 0
     outbox.enqueue([new("after")], using="default")
     assert sorted(Delivery.objects.values_list("receiver", flat=True)) == [
         "after",
@@ -145,9 +145,7 @@ def test_poolers_and_explicit_thresholds_are_left_to_django(
 
 
 @pytest.mark.postgres
-def test_the_prepared_insert_goes_through_execute_wrappers_and_djangos_errors() -> (
-    None
-):
+def test_the_prepared_insert_goes_through_execute_wrappers_and_djangos_errors() -> None:
     from django.db import DataError
 
     seen: list[str] = []
@@ -172,9 +170,9 @@ def test_the_notify_goes_out_at_commit_and_never_after_a_rollback() -> None:
     params = connections["default"].get_connection_params()
     with psycopg.connect(**params, autocommit=True) as listener:
         listener.execute(f"LISTEN {outbox.NOTIFY_CHANNEL}")
-        with pytest.raises(ZeroDivisionError), transaction.atomic():
+        with pytest.raises(ZeroDivisionError), transaction.atomic():  # noqa: PT012
             outbox.enqueue([new()], using="default")
-            1 / 0  # noqa: B018
+            1 / 0
         assert list(listener.notifies(timeout=0.3)) == []
         with transaction.atomic():
             outbox.enqueue([new(), new()], using="default")
