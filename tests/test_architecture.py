@@ -1,8 +1,10 @@
-"""The package's shape: imports flow one way, and nothing unsafe is imported.
+"""The package's shape: imports flow one way.
 
 Each module belongs to a layer; a module may import from its own layer or
 lower ones, never higher. A new module must be given a layer here, which is
-the moment to decide where it belongs.
+the moment to decide where it belongs. (What the package may never import or
+call, pickle or eval say, is test_security.py's business; it reads the
+package with :func:`modules` and :func:`imported` from here.)
 """
 
 from __future__ import annotations
@@ -42,17 +44,16 @@ LAYERS: dict[str, int] = {
     "signalbox.observe.status": 5,
     "signalbox.migrations": 5,
     "signalbox.migrations.0001_initial": 5,
+    "signalbox.migrations.0002_delivery_payload_erased_at_permissions": 5,
     "signalbox.observe.inventory": 5,
     "signalbox.checks": 5,
     "signalbox.apps": 5,
+    "signalbox.admin": 5,
     "signalbox.management": 5,
     "signalbox.management.commands": 5,
     "signalbox.management.commands.signalbox": 5,
     "signalbox": 6,
 }
-
-FORBIDDEN_MODULES = {"pickle", "marshal", "shelve", "dill", "cloudpickle", "yaml"}
-FORBIDDEN_CALLS = {"eval", "exec", "__import__"}
 
 
 def modules() -> dict[str, ast.Module]:
@@ -96,30 +97,3 @@ def test_imports_flow_downwards(module: str, tree: ast.Module) -> None:
         if name.startswith("signalbox") and (layer_of(name) or 0) > own
     )
     assert upward == [], f"{module} (layer {own}) imports higher layers: {upward}"
-
-
-@pytest.mark.parametrize(("module", "tree"), sorted(modules().items()))
-def test_nothing_unsafe_is_imported_or_called(module: str, tree: ast.Module) -> None:
-    unsafe_imports = {
-        name for name in imported(tree) if name.split(".")[0] in FORBIDDEN_MODULES
-    }
-    unsafe_calls = {
-        node.func.id
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id in FORBIDDEN_CALLS
-    }
-    assert not unsafe_imports, f"{module} imports {unsafe_imports}"
-    assert not unsafe_calls, f"{module} calls {unsafe_calls}"
-
-
-def test_import_by_name_appears_nowhere() -> None:
-    # A worker must find receivers in its registry, never import a path that
-    # came from data; importlib has no place in the package.
-    offenders = {
-        module
-        for module, tree in modules().items()
-        if any(name.split(".")[0] == "importlib" for name in imported(tree))
-    }
-    assert offenders == set()

@@ -770,6 +770,111 @@ def test_decode_errors_say_where() -> None:
         codec.decode(payload)
 
 
+# --- messages never quote values ---------------------------------------------------
+
+SECRET = "s3cr3t-codec-sentinel-9f2c"
+
+
+class Opaque:
+    def __repr__(self) -> str:
+        return f"Opaque({SECRET!r})"
+
+    __str__ = __repr__
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        Opaque(),
+        [1, Opaque()],
+        {Opaque(): 1},
+        {(SECRET,): 1},
+        mark_safe(SECRET),
+        collections.OrderedDict(token=SECRET),
+    ],
+    ids=[
+        "object",
+        "nested",
+        "object key",
+        "tuple key",
+        "str subclass",
+        "dict subclass",
+    ],
+)
+def test_refusals_never_quote_the_value(value: object) -> None:
+    # Callers log what send() raises (Django logs a 500 with its traceback), so a
+    # refusal must name the argument, never show its content.
+    with pytest.raises(CodecError) as caught:
+        codec.encode({"token": value}, signal=SIGNAL, receiver=RECEIVER)
+    assert (caught.value.argument or "").startswith("token")
+    assert SECRET not in str(caught.value)
+
+
+def secret_in(tag: str, data: Any) -> dict[str, Any]:
+    return {"format": 1, "values": {"token": {"$sb": tag, "v": data}}}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"format": 1, "values": {"token": SECRET}, "extra": SECRET},
+        {"format": 1, "values": [SECRET]},
+        secret_in(SECRET, 1),
+        secret_in("decimal", SECRET),
+        secret_in("uuid", SECRET),
+        secret_in("date", SECRET),
+        secret_in("int", SECRET),
+        secret_in("bytes", SECRET),
+        secret_in("datetime", [SECRET, None, 0]),
+        secret_in("datetime", ["2024-01-01T00:00:00", "Europe/" + SECRET[:6], 0]),
+        secret_in("timedelta", [SECRET, 0, 0]),
+        secret_in("set", [[SECRET]]),
+        secret_in("enum", ["tests.test_codec.Color", SECRET]),
+        secret_in("enum", [SECRET, "RED"]),
+        secret_in("dataclass", ["tests.test_codec.Line", {"sku": SECRET}]),
+        secret_in("modelclass", SECRET),
+        secret_in(
+            "model",
+            {
+                "model": "testapp.Order",
+                "db": SECRET,
+                "pk": 1,
+                "fields": {},
+                "strings": {},
+            },
+        ),
+        secret_in(
+            "queryset", {"model": "testapp.Order", "db": "default", "pks": SECRET}
+        ),
+    ],
+)
+def test_decode_errors_never_quote_the_payload(payload: Any) -> None:
+    # The worker stores the message as the dead row's error, which is kept
+    # when the payload is erased: it must not hold what erasing removed.
+    with pytest.raises(DecodeError) as caught:
+        codec.decode(payload)
+    assert SECRET not in str(caught.value)
+    assert SECRET[:6] not in str(caught.value)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("pk", [SECRET, [SECRET], 2**70])
+def test_a_bad_primary_key_is_named_by_its_kind(pk: object) -> None:
+    ref = {"model": "testapp.Order", "db": "default", "fields": {}, "strings": {}}
+    with pytest.raises(DecodeError, match=r"testapp\.Order|primary key") as caught:
+        codec.decode(secret_in("model", {**ref, "pk": pk}))
+    assert SECRET not in str(caught.value)
+
+
+def test_decode_errors_still_name_types_and_models() -> None:
+    with pytest.raises(
+        DecodeError, match=r"'tests\.nowhere\.Color' is not a registered"
+    ):
+        codec.decode(secret_in("enum", ["tests.nowhere.Color", "RED"]))
+    with pytest.raises(DecodeError, match=r"'shop\.Gone' is not an installed model"):
+        codec.decode(secret_in("modelclass", "shop.Gone"))
+
+
 json_leaves = st.none() | st.booleans() | st.integers() | st.floats() | any_text
 TAGS = [*codec._DECODERS, "bogus"]
 LABELS = ["testapp.Order", "testapp.Note", "auth.User", "nope.Nope", "x", "a.b.c"]

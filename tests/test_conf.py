@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core import checks
 from django.test import override_settings
@@ -15,6 +17,8 @@ def test_defaults() -> None:
         settings = conf.get()
     assert settings.slow_receiver_ns == 250_000_000
     assert settings.loop_block_ns == 20_000_000
+    assert settings.dead_payload_retention == timedelta(days=7)
+    assert settings.dead_retention == timedelta(days=30)
 
 
 def test_override_settings_is_seen_and_undone() -> None:
@@ -31,6 +35,10 @@ def test_override_settings_is_seen_and_undone() -> None:
         ({"SLOW_RECEIVER_MS": -1}, r"SIGNALBOX\['SLOW_RECEIVER_MS'\] must be a number"),
         ({"LOOP_BLOCK_MS": "20"}, r"SIGNALBOX\['LOOP_BLOCK_MS'\] must be a number"),
         ({"LOOP_BLOCK_MS": True}, r"must be a number of milliseconds >= 0, not True"),
+        (
+            {"DEAD_PAYLOAD_RETENTION_SECONDS": -1},
+            r"\['DEAD_PAYLOAD_RETENTION_SECONDS'\] must be a number of seconds",
+        ),
     ],
 )
 def test_bad_values_are_named(value: object, message: str) -> None:

@@ -87,3 +87,23 @@ def test_a_delivery_that_goes_dead_is_logged(caplog: pytest.LogCaptureFixture) -
 
 def always_fails(sender: object, **kwargs: Any) -> None:
     raise RuntimeError("down")
+
+
+def fails_with_nul(sender: object, **kwargs: Any) -> None:
+    raise ValueError("bad record: a\x00b")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_error_with_a_nul_character_is_still_recorded() -> None:
+    # PostgreSQL refuses NUL in text: the failure could not be recorded, the
+    # row stayed executing until its lease ran out, and the traceback was lost.
+    from signalbox.models import Delivery
+    from signalbox.worker import Outcome, Worker
+
+    signal = signalbox.Signal()
+    signalbox.connect(signal, fails_with_nul, run="background", retries=1)
+    signal.send(sender=None)
+    assert Worker(burst=True).run().by_outcome == {Outcome.DEAD: 1}
+    row = Delivery.objects.get()
+    assert row.reason == "max_attempts"
+    assert "ValueError: bad record: a\\x00b" in row.error

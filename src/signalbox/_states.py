@@ -21,3 +21,9 @@ class State(models.TextChoices):
 
 WAITING = (State.SCHEDULED, State.AVAILABLE, State.RETRYABLE)
 """States a worker may claim from, once ``scheduled_at`` has passed."""
+
+FINISHED = (State.COMPLETED, State.DEAD)
+"""States no worker will run again on its own: a payload here may be erased."""
+
+RETRIABLE = (State.DEAD, State.RETRYABLE)
+"""States a person may send back to ``available`` with fresh attempts."""

@@ -26,6 +26,7 @@ DEFAULTS: Mapping[str, Any] = {
     "UNKNOWN_RECEIVER_GRACE_SECONDS": 3600,
     "COMPLETED_RETENTION_SECONDS": 86_400,
     "DEAD_RETENTION_SECONDS": 30 * 86_400,
+    "DEAD_PAYLOAD_RETENTION_SECONDS": 7 * 86_400,
     "CODEC_TYPES": (),
     "SYNCHRONOUS_ACKS": False,
 }
@@ -47,6 +48,7 @@ class Settings:
     unknown_receiver_grace: timedelta
     completed_retention: timedelta
     dead_retention: timedelta
+    dead_payload_retention: timedelta
     codec_types: tuple[str, ...]
     synchronous_acks: bool
 
@@ -91,6 +93,7 @@ def _load() -> Settings:
         unknown_receiver_grace=_seconds(values, "UNKNOWN_RECEIVER_GRACE_SECONDS"),
         completed_retention=_seconds(values, "COMPLETED_RETENTION_SECONDS"),
         dead_retention=_seconds(values, "DEAD_RETENTION_SECONDS"),
+        dead_payload_retention=_seconds(values, "DEAD_PAYLOAD_RETENTION_SECONDS"),
         codec_types=_dotted_paths(values, "CODEC_TYPES"),
         synchronous_acks=_flag(values, "SYNCHRONOUS_ACKS"),
     )

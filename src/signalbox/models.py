@@ -69,7 +69,12 @@ class Delivery(models.Model):
         max_length=16, choices=State.choices, default=State.AVAILABLE
     )
     payload = models.JSONField(
-        null=True, help_text="The encoded sender and arguments (erased by pruning)."
+        null=True, help_text="The encoded sender and arguments; null once erased."
+    )
+    payload_erased_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the payload was erased, by a person or by pruning.",
     )
     attempt = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=20)
@@ -94,6 +99,13 @@ class Delivery(models.Model):
 
     class Meta:
         verbose_name_plural = "deliveries"
+        # Rows change only through the outbox's transitions: nobody adds,
+        # edits or deletes one by hand, so only these permissions exist.
+        default_permissions = ("view",)
+        permissions = (
+            ("retry_delivery", "Can retry dead and retryable deliveries"),
+            ("erase_delivery_payload", "Can erase the payload of finished deliveries"),
+        )
         indexes: ClassVar[list[models.Index]] = [
             models.Index(
                 fields=["queue", "priority", "scheduled_at", "id"],
@@ -138,6 +150,9 @@ class WorkerRecord(models.Model):
     receivers = models.JSONField(default=list)
     started_at = models.DateTimeField(db_default=Now())
     seen_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        default_permissions = ("view",)  # written by workers only
 
     def __str__(self) -> str:
         return self.name

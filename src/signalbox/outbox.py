@@ -28,7 +28,7 @@ from django.db.models.expressions import CombinedExpression
 from django.db.models.functions import Now
 
 from signalbox import _statements
-from signalbox._states import WAITING, State
+from signalbox._states import FINISHED, RETRIABLE, WAITING, State
 
 if TYPE_CHECKING:
     from signalbox.models import DeliveryQuerySet, WorkerRecord
@@ -308,10 +308,12 @@ def fail(
 ) -> bool:
     """Record an error: retry after ``retry_in``, or dead when it is None.
 
-    Applies only if this claim still holds the delivery.
+    Applies only if this claim still holds the delivery. A NUL in ``error``
+    is stored as the four characters ``\\x00``.
     """
     changes: dict[str, Any] = {
-        "error": error,
+        # PostgreSQL refuses NUL in text, and the error is a receiver's words.
+        "error": error.replace("\x00", "\\x00"),
         "reason": reason,
         "lease_token": None,
         "lease_expires_at": None,
@@ -403,11 +405,17 @@ def bury_unknown(*, known: Iterable[str], grace: timedelta, using: str) -> int:
     )
 
 
-def retry_dead(filter_: Q, *, using: str) -> int:
-    """Make dead rows matching ``filter_`` available again, with fresh attempts."""
+def retry(filter_: Q, *, using: str) -> int:
+    """Make dead and retryable rows matching ``filter_`` available now.
+
+    Each gets fresh attempts (its ``attempt`` goes back to 0); its last error
+    is kept until the next attempt replaces it. Rows in other states, and
+    rows whose payload was erased (nothing is left to run), are left alone.
+    Returns how many rows changed.
+    """
     return (
         _rows(using)
-        .dead()
+        .filter(state__in=RETRIABLE, payload_erased_at__isnull=True)
         .filter(filter_)
         .update(
             state=State.AVAILABLE,
@@ -419,15 +427,57 @@ def retry_dead(filter_: Q, *, using: str) -> int:
     )
 
 
-def prune(*, completed: timedelta, dead: timedelta, using: str) -> tuple[int, int]:
-    """Delete finished rows older than their retention; returns (completed, dead).
+def retry_dead(filter_: Q, *, using: str) -> int:
+    """:func:`retry` for the dead rows matching ``filter_`` only."""
+    return retry(Q(state=State.DEAD) & filter_, using=using)
 
+
+def erase_payloads(filter_: Q, *, using: str) -> int:
+    """Erase the payload of finished rows matching ``filter_``; returns how many.
+
+    ``payload`` becomes null and ``payload_erased_at`` the database's now; the
+    row keeps its id, signal, receiver, state, reason, error and times. Rows
+    that may still run (waiting or executing) and rows already erased are
+    left alone; an erased row can never be retried.
+    """
+    return (
+        _rows(using)
+        .filter(state__in=FINISHED, payload_erased_at__isnull=True)
+        .filter(filter_)
+        .update(payload=None, payload_erased_at=Now())
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What :func:`prune` did, in rows."""
+
+    completed: int
+    """Completed rows deleted."""
+    dead: int
+    """Dead rows deleted."""
+    erased: int
+    """Dead rows kept, with their payload erased."""
+
+
+def prune(
+    *, completed: timedelta, dead: timedelta, dead_payload: timedelta, using: str
+) -> Pruned:
+    """Delete finished rows past their retention; erase old dead payloads.
+
+    Completed rows are deleted once finished longer than ``completed``, dead
+    rows once finished longer than ``dead``. A dead row finished longer than
+    ``dead_payload`` but not yet deleted has its payload erased, as by
+    :func:`erase_payloads`, and keeps everything else for a person to read.
     Rows that have not finished are never touched.
     """
     rows = _rows(using)
     done, _ = rows.completed().filter(finished_at__lt=ago(completed)).delete()
     buried, _ = rows.dead().filter(finished_at__lt=ago(dead)).delete()
-    return done, buried
+    erased = erase_payloads(
+        Q(state=State.DEAD, finished_at__lt=ago(dead_payload)), using=using
+    )
+    return Pruned(completed=done, dead=buried, erased=erased)
 
 
 def heartbeat(

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from django.urls import URLPattern, path
+from django.contrib import admin
+from django.urls import URLPattern, URLResolver, path
 
 from tests.testapp import views
 
-urlpatterns: list[URLPattern] = [
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("admin/", admin.site.urls),
     path("orders/", views.place_order),
     path("orders/non-atomic/", views.place_order_non_atomic),
     path("orders/both/", views.place_order_on_both),

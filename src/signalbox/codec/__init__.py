@@ -97,7 +97,7 @@ def encode(
     for name, value in kwargs.items():
         try:
             if type(name) is not str:
-                raise _Problem(f"found the non-str keyword {_show(name)}")
+                raise _Problem(f"found a keyword that is {_show(name)}, not a str")
             values[name] = _encode(value, 1)
         except _Problem as problem:
             where = problem.at(str(name))

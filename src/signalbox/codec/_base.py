@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-import reprlib
+import re
 from typing import Any, Final
 
 FORMAT: Final = 1
@@ -26,21 +26,35 @@ class _Problem(Exception):
         return root + "".join(reversed(self.path))
 
 
-def _short_repr() -> reprlib.Repr:
-    short = reprlib.Repr()
-    short.maxlevel, short.maxstring, short.maxother = 3, 60, 60
-    return short
-
-
-_SHORT: Final = _short_repr()
+_SIZED: Final = (str, bytes, list, tuple, dict, set, frozenset)
+_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 def _show(value: object) -> str:
-    """A short repr for messages; never raises, even for a 5,000-digit int."""
-    try:
-        return _SHORT.repr(value)
-    except ValueError:
-        return f"a {_kind(value)}"
+    """What ``value`` is, for messages: its type and size, never its content.
+
+    Messages reach exceptions (which callers log), logs, and the outbox's
+    ``error`` column, which outlives an erased payload; a value may be a
+    password or someone's personal data.
+    """
+    if value is None:
+        return "None"
+    kind = _kind(value)
+    article = "an" if kind[0] in "aeiou" else "a"
+    size = f" of length {len(value)}" if isinstance(value, _SIZED) else ""
+    return f"{article} {kind}{size}"
+
+
+def _name(value: object) -> str:
+    """``value`` quoted if it has the shape of a name, else :func:`_show`.
+
+    Type names, model labels, database aliases and enum member names are
+    written by ``encode()`` from the code, not from the data, and naming them
+    is what makes a message useful (which type this worker does not know).
+    """
+    if type(value) is str and len(value) <= 200 and _NAME.fullmatch(value):
+        return repr(value)
+    return _show(value)
 
 
 def _kind(value: object) -> str:

@@ -23,6 +23,7 @@ from signalbox.codec._base import (
     SNAPSHOT_ATTRIBUTE,
     TAG,
     _kind,
+    _name,
     _Problem,
     _show,
 )
@@ -83,7 +84,7 @@ def _decode_tagged(value: dict[str, Any], depth: int) -> Any:
     tag = value[TAG]
     decoder = _DECODERS.get(tag) if type(tag) is str else None
     if decoder is None or len(value) != 2 or "v" not in value:
-        raise _Problem(f"found the unknown tagged object {_show(value)}")
+        raise _Problem(f"found an unknown tagged object ({_show(value)})")
     return decoder(value["v"], depth)
 
 
@@ -113,7 +114,7 @@ def _decode_enum(data: Any, depth: int) -> enum.Enum:
             return cls(member)  # type: ignore[no-any-return]
         return cls[_text(member)]  # type: ignore[no-any-return]
     except (KeyError, ValueError) as error:
-        raise _Problem(f"{cls.__qualname__} has no member {_show(member)}") from error
+        raise _Problem(f"{cls.__qualname__} has no member {_name(member)}") from error
 
 
 def _decode_dataclass(data: Any, depth: int) -> object:
@@ -125,7 +126,7 @@ def _decode_dataclass(data: Any, depth: int) -> object:
     except Exception as error:
         # The class's own __init__ and __post_init__ decide what they accept;
         # whatever they raise, these fields do not make one.
-        raise _Problem(f"{name} refused the fields {_show(values)}") from error
+        raise _Problem(f"{name} refused the fields {sorted(values)}") from error
 
 
 def _hashable(build: Callable[[list[Any]], R]) -> Callable[[Any, int], R]:
@@ -143,12 +144,12 @@ def _model(label: Any) -> type[models.Model]:
     try:
         return apps.get_model(_text(label))
     except (LookupError, ValueError) as error:
-        raise _Problem(f"{_show(label)} is not an installed model") from error
+        raise _Problem(f"{_name(label)} is not an installed model") from error
 
 
 def _alias(alias: Any) -> str:
     if type(alias) is not str or alias not in connections:
-        raise _Problem(f"{_show(alias)} is not a database in settings.DATABASES")
+        raise _Problem(f"{_name(alias)} is not a database in settings.DATABASES")
     return alias
 
 

@@ -109,8 +109,8 @@ def _encode_dict(value: dict[object, object], depth: int) -> Any:
     for key, item in value.items():
         if type(key) is not str:
             raise _Problem(
-                f"found a dict with the {_kind(key)} key {_show(key)}; dict keys "
-                f"must be str, so convert them or pass a list of pairs"
+                f"found a dict with a key that is {_show(key)}; dict keys must "
+                f"be str, so convert them or pass a list of pairs"
             )
         try:
             out[key] = _encode(item, depth + 1)

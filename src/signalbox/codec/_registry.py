@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from django.utils.module_loading import import_string
 
 from signalbox import conf
-from signalbox.codec._base import _Problem, _show
+from signalbox.codec._base import _name, _Problem
 from signalbox.exceptions import ConfigurationError
 
 T = TypeVar("T", bound=type)
@@ -85,5 +85,5 @@ def _registered_type(name: object, kind: Callable[[type], bool]) -> Any:
     if type(name) is str:
         found = _registered.get(name) or _configured_types().get(name)
     if found is None or not kind(found):
-        raise _Problem(f"{_show(name)} is not a registered type of this kind")
+        raise _Problem(f"{_name(name)} is not a registered type of this kind")
     return found

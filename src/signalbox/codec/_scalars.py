@@ -142,4 +142,4 @@ def _zone(key: str) -> ZoneInfo:
     try:
         return ZoneInfo(key)
     except (KeyError, ValueError, OSError) as error:
-        raise _Problem(f"{key!r} is not a time zone this system knows") from error
+        raise _Problem(f"{_show(key)} is not a time zone this system knows") from error

@@ -11,7 +11,8 @@
 ``retry [ids ...] [--dead] [--receiver KEY]``
     Make dead deliveries available again, with fresh attempts.
 ``prune``
-    Delete completed and dead deliveries older than their retention.
+    Delete completed and dead deliveries older than their retention, and
+    erase the payloads of dead deliveries older than theirs.
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ class Command(BaseCommand):
         retry.add_argument("--receiver", help="Dead deliveries of this receiver key.")
         retry.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
-        prune = subcommands.add_parser("prune", help="Delete old finished deliveries.")
+        prune = subcommands.add_parser(
+            "prune", help="Delete old finished deliveries; erase old dead payloads."
+        )
         prune.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -118,12 +121,17 @@ class Command(BaseCommand):
 
     def _prune(self, options: dict[str, Any]) -> None:
         settings = conf.get()
-        done, dead = outbox.prune(
+        pruned = outbox.prune(
             completed=settings.completed_retention,
             dead=settings.dead_retention,
+            dead_payload=settings.dead_payload_retention,
             using=options["database"],
         )
-        self.stdout.write(f"Deleted {done} completed and {dead} dead deliveries.")
+        self.stdout.write(
+            f"Deleted {pruned.completed} completed and {pruned.dead} dead "
+            f"deliveries; erased the payloads of {pruned.erased} dead deliveries "
+            f"(their rows are kept)."
+        )
 
 
 def _positive(value: str) -> int:

@@ -1,0 +1,603 @@
+"""Security: what rows and messages can never make signalbox do or show.
+
+- Import by name happens only where settings or Django's app registry feed it,
+  never from a row (a scan of the package, with an allow-list of reasons).
+- Nothing that deserialises to code (pickle and friends, eval, exec) is used.
+- Admin actions need their own permission and a CSRF token; every page
+  escapes what rows hold.
+- A secret sent as an argument, down every path a delivery can take, never
+  reaches the logs, a delivery's repr or str, or ``signalbox status`` and
+  ``signalbox list``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import re
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import transaction
+from django.test import override_settings
+from django.urls import reverse
+
+import signalbox
+from signalbox import codec, outbox, registry
+from signalbox._states import State
+from signalbox.exceptions import CodecError, Retry
+from signalbox.models import Delivery, WorkerRecord
+from signalbox.worker import Outcome, Worker, run_delivery
+from tests.test_admin import CODENAMES, LIST, change_url, dead, logged_in, staff
+from tests.test_architecture import imported, modules
+
+# --- import by name ----------------------------------------------------------------
+
+# Calls that turn a string into a module, an attribute or a model.
+BY_NAME = {
+    "__import__",
+    "import_module",
+    "import_string",
+    "find_spec",
+    "spec_from_file_location",
+    "exec_module",
+    "load_module",
+    "resolve_name",
+    "locate",
+    "run_module",
+    "run_path",
+    "autodiscover_modules",
+    "module_has_submodule",
+    "get_model",
+    "get_app_config",
+}
+IMPORT_MACHINERY = {"importlib", "pkgutil", "pydoc", "runpy", "zipimport"}
+
+# Every place a name becomes an object, and why its name cannot come from a row.
+ALLOWED_BY_NAME: dict[tuple[str, str, str], str] = {
+    ("signalbox.codec._registry", "<module>", "import_string"): (
+        "imported for _imported() below"
+    ),
+    ("signalbox.codec._registry", "_imported", "import_string"): (
+        'the paths are SIGNALBOX["CODEC_TYPES"], from settings; a payload '
+        "names a type only to look it up among those already imported"
+    ),
+    ("signalbox.codec._decoding", "_model", "get_model"): (
+        "looks a label up among installed models in Django's app registry, "
+        "which app loading filled; it imports nothing"
+    ),
+    ("signalbox.codec._encoding", "_dataclass_fields", "getattr"): (
+        "reads the fields dataclasses.fields() lists for a registered type, "
+        "at send time, from the value being sent"
+    ),
+    ("signalbox.management.commands.signalbox", "Command.handle", "getattr"): (
+        "the subcommand is one of argparse's fixed choices; it names a method"
+    ),
+    ("signalbox.registry", "signal_name", "sys.modules"): (
+        "counts the modules already imported"
+    ),
+    ("signalbox.registry", "_name_in", "sys.modules"): (
+        "reads a module already imported, named by the Signal's own "
+        "defined_in (set in code), to name the signal; imports nothing"
+    ),
+    ("signalbox.registry", "_index_loaded_modules", "sys.modules"): (
+        "walks the modules already imported to name a signal; imports nothing"
+    ),
+}
+
+
+class _ByName(ast.NodeVisitor):
+    """Collects (module, enclosing function, what) for each lookup by name."""
+
+    def __init__(self, module: str) -> None:
+        self.module = module
+        self.scope: list[str] = []
+        self.found: set[tuple[str, str, str]] = set()
+
+    def _add(self, what: str) -> None:
+        self.found.add((self.module, ".".join(self.scope) or "<module>", what))
+
+    def _scoped(self, node: ast.AST, name: str) -> None:
+        self.scope.append(name)
+        self.generic_visit(node)
+        self.scope.pop()
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        self._scoped(node, node.name)
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
+        self._scoped(node, node.name)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self._scoped(node, node.name)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        func = node.func
+        name = getattr(func, "id", None) or getattr(func, "attr", None)
+        if name in BY_NAME:
+            self._add(name)
+        dynamic = len(node.args) > 1 and not isinstance(node.args[1], ast.Constant)
+        if name == "getattr" and dynamic:
+            self._add("getattr")
+        self.generic_visit(node)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if getattr(node.value, "id", None) == "sys" and node.attr == "modules":
+            self._add("sys.modules")
+        self.generic_visit(node)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            if alias.name.split(".")[0] in IMPORT_MACHINERY:
+                self._add(alias.name)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        for alias in node.names:
+            root = (node.module or "").split(".")[0]
+            if root in IMPORT_MACHINERY or alias.name in BY_NAME:
+                self._add(alias.name)
+
+
+def lookups_by_name() -> set[tuple[str, str, str]]:
+    found: set[tuple[str, str, str]] = set()
+    for module, tree in modules().items():
+        visitor = _ByName(module)
+        visitor.visit(tree)
+        found |= visitor.found
+    return found
+
+
+def test_names_become_objects_only_where_settings_or_app_loading_feed_them() -> None:
+    # A new entry must say here why its name cannot come from a row; one that
+    # went away must leave the list, so the list stays the truth.
+    assert lookups_by_name() == set(ALLOWED_BY_NAME)
+
+
+def test_the_scan_sees_every_form_of_lookup_by_name() -> None:
+    source = """
+import importlib
+from importlib import import_module as load
+from django.utils.module_loading import import_string
+def f(row):
+    __import__(row.path)
+    load(row.path)
+    getattr(module, row.name)
+    getattr(module, "fixed")
+    apps.get_model(row.label)
+    sys.modules[row.name]
+"""
+    visitor = _ByName("m")
+    visitor.visit(ast.parse(source))
+    assert {what for _, _, what in visitor.found} == {
+        "importlib",
+        "import_module",
+        "import_string",
+        "__import__",
+        "getattr",
+        "get_model",
+        "sys.modules",
+    }
+
+
+@pytest.fixture
+def trap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    # tests.testapp.trap leaves this file behind if anything imports it.
+    marker = tmp_path / "imported"
+    monkeypatch.setenv("SIGNALBOX_TRAP_FILE", str(marker))
+    assert "tests.testapp.trap" not in sys.modules
+    yield marker
+    assert not marker.exists()
+    assert "tests.testapp.trap" not in sys.modules
+
+
+def tagged(tag: str, data: Any) -> dict[str, Any]:
+    return {"format": 1, "values": {"x": {"$sb": tag, "v": data}}}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        tagged("type", "tests.testapp.trap.boom"),
+        tagged("enum", ["tests.testapp.trap.Color", "RED"]),
+        tagged("dataclass", ["tests.testapp.trap.Point", {}]),
+        tagged("modelclass", "trap.Boom"),
+        tagged("queryset", {"model": "tests.testapp.trap", "db": "default", "pks": []}),
+    ],
+)
+def test_a_payload_that_names_a_module_never_imports_it(
+    trap: Path, payload: dict[str, Any]
+) -> None:
+    with pytest.raises(signalbox.DecodeError):
+        codec.decode(payload)
+    with pytest.raises(signalbox.DecodeError):
+        codec.decode_sender(payload["values"]["x"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_that_names_a_module_is_buried_without_importing_it(
+    trap: Path,
+) -> None:
+    [claimed] = enqueue_and_claim("tests.testapp.trap.boom", {})
+    assert run_delivery(claimed, {}, using="default") == Outcome.DEAD
+    assert Delivery.objects.get().reason == "unknown_receiver"
+
+
+# --- nothing that runs data as code ------------------------------------------------
+
+FORBIDDEN_MODULES = {
+    "pickle",
+    "_pickle",
+    "cPickle",
+    "marshal",
+    "shelve",
+    "dill",
+    "cloudpickle",
+    "jsonpickle",
+    "yaml",
+    "ruamel",
+    "runpy",
+    "code",
+    "codeop",
+}
+FORBIDDEN_NAMES = {"eval", "exec", "compile", "__import__", "breakpoint"}
+
+
+def unsafe_uses(tree: ast.Module) -> set[str]:
+    found = {name for name in imported(tree) if name.split(".")[0] in FORBIDDEN_MODULES}
+    for node in ast.walk(tree):
+        # A bare name (a call, or an alias such as `run = eval`), builtins.eval,
+        # and getattr(builtins, "eval").
+        if isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES:
+            found.add(node.id)
+        elif isinstance(node, ast.Attribute) and node.attr in {"eval", "exec"}:
+            found.add(f"*.{node.attr}")
+        elif isinstance(node, ast.Constant) and node.value in FORBIDDEN_NAMES:
+            found.add(repr(node.value))
+    return found
+
+
+@pytest.mark.parametrize(("module", "tree"), sorted(modules().items()))
+def test_nothing_unsafe_is_imported_or_called(module: str, tree: ast.Module) -> None:
+    assert unsafe_uses(tree) == set(), f"{module} uses {unsafe_uses(tree)}"
+
+
+def test_the_unsafe_scan_sees_what_it_looks_for() -> None:
+    source = """
+import pickle
+from yaml import load
+import builtins
+run = eval
+exec("x")
+builtins.eval("1")
+getattr(builtins, "compile")
+"""
+    assert unsafe_uses(ast.parse(source)) == {
+        "pickle",
+        "yaml.load",
+        "eval",
+        "exec",
+        "*.eval",
+        "'compile'",
+    }
+
+
+# --- the admin: permissions, CSRF, escaping ----------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("codenames", "action"),
+    [
+        (("view_delivery",), "retry"),
+        (("view_delivery",), "erase_payload"),
+        (("view_delivery", "erase_delivery_payload"), "retry"),
+        (("view_delivery", "retry_delivery"), "erase_payload"),
+        (("view_delivery",), "delete_selected"),
+    ],
+)
+def test_an_action_without_its_permission_is_refused(
+    codenames: tuple[str, ...], action: str
+) -> None:
+    row = dead()
+    client = logged_in(staff(*codenames))
+    page = client.get(LIST)
+    assert page.status_code == 200
+    assert row.receiver in page.content.decode()
+    response = client.post(LIST, {"action": action, "_selected_action": [row.pk]})
+    assert response.status_code == 403
+    after = Delivery.objects.get(pk=row.pk)
+    assert (after.state, after.payload) == (State.DEAD, row.payload)
+
+
+@pytest.mark.django_db
+def test_a_viewer_is_offered_no_action() -> None:
+    dead()
+    viewer = logged_in(staff("view_delivery")).get(LIST).content.decode()
+    operator = logged_in(staff(*CODENAMES, name="op")).get(LIST).content.decode()
+    assert 'name="_selected_action"' not in viewer
+    assert 'name="_selected_action"' in operator
+    assert 'value="retry"' in operator
+    assert 'value="erase_payload"' in operator
+
+
+@pytest.mark.django_db
+def test_staff_without_view_permission_see_nothing() -> None:
+    row = dead()
+    nobody = logged_in(staff())
+    assert nobody.get(LIST).status_code == 403
+    assert nobody.get(change_url(row)).status_code == 403
+    workers = reverse("admin:signalbox_workerrecord_changelist")
+    assert nobody.get(workers).status_code == 403
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("action", ["retry", "erase_payload"])
+def test_actions_need_the_csrf_token(action: str) -> None:
+    row = dead()
+    client = logged_in(staff(*CODENAMES), enforce_csrf_checks=True)
+    posted = {"action": action, "_selected_action": [row.pk]}
+    assert client.post(LIST, posted).status_code == 403
+    after = Delivery.objects.get(pk=row.pk)
+    assert (after.state, after.payload) == (State.DEAD, row.payload)
+    token = client.get(LIST).context["csrf_token"]
+    response = client.post(LIST, {**posted, "csrfmiddlewaretoken": str(token)})
+    assert response.status_code == 302
+    after = Delivery.objects.get(pk=row.pk)
+    assert (after.state, after.payload) != (State.DEAD, row.payload)
+
+
+MARK = "<script>sb_xss()</script>"
+ESCAPED = "&lt;script&gt;sb_xss()&lt;/script&gt;"
+
+
+@pytest.mark.django_db
+def test_every_page_escapes_what_rows_hold() -> None:
+    row = dead(
+        receiver=f"shop.{MARK}",
+        signal=f"shop.{MARK}",
+        queue=MARK,
+        reason=MARK,
+        error=f"Traceback\nValueError: {MARK}",
+        payload={"sender": MARK, "kwargs": {"format": 1, "values": {MARK: MARK}}},
+    )
+    worker = WorkerRecord.objects.create(name=MARK, queues=[MARK], receivers=[MARK])
+    client = logged_in(staff(*CODENAMES, "view_workerrecord"))
+    pages = {
+        "list": (LIST, {}),
+        "filtered list": (LIST, {"reason": MARK}),
+        "search": (LIST, {"q": MARK}),
+        "change": (change_url(row), {}),
+        "history": (reverse("admin:signalbox_delivery_history", args=[row.pk]), {}),
+        "workers": (reverse("admin:signalbox_workerrecord_changelist"), {}),
+        "worker": (
+            reverse("admin:signalbox_workerrecord_change", args=[worker.pk]),
+            {},
+        ),
+    }
+    for page, (url, query) in pages.items():
+        response = client.get(url, query)
+        assert response.status_code == 200, page
+        text = response.content.decode()
+        assert MARK not in text, page
+        assert ESCAPED in text, page  # shown, and escaped
+    change = client.get(change_url(row)).content.decode()
+    # signal, receiver, queue, reason, error, and the payload's sender, key and value
+    assert change.count(ESCAPED) >= 8
+
+
+# --- a secret sent down every path -------------------------------------------------
+
+SECRET = "s3cr3t-sentinel-5d1f0a"
+
+guarded = signalbox.Signal()
+ran: list[str] = []
+
+
+class Opaque:
+    """A value that cannot travel, and says what it holds when asked."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+
+    def __repr__(self) -> str:
+        return f"Opaque({self.secret!r})"
+
+    __str__ = __repr__
+
+
+def accept(sender: object, token: str, **kwargs: Any) -> None:
+    ran.append("accepted")
+
+
+def postpone(sender: object, token: str, **kwargs: Any) -> None:
+    ran.append("postponed")
+    if ran.count("postponed") == 1:
+        raise Retry(delay=0, reason=f"waiting for {token}")
+
+
+def explode(sender: object, token: str, **kwargs: Any) -> None:
+    ran.append("exploded")
+    raise RuntimeError(f"the card {token} was refused")
+
+
+NO_WAIT = signalbox.Backoff(base=timedelta(0), cap=timedelta(0))
+
+
+@pytest.fixture
+def watched(caplog: pytest.LogCaptureFixture) -> Iterator[Callable[[], None]]:
+    """Runs the test with every logger captured; returns the leak check."""
+    ran.clear()
+    caplog.set_level(logging.DEBUG)
+    with override_settings(SIGNALBOX={"POLL_SECONDS": 0.02}):
+        yield lambda: assert_nowhere(caplog)
+
+
+def assert_nowhere(caplog: pytest.LogCaptureFixture) -> None:
+    formatter = logging.Formatter()
+    for record in caplog.records:
+        if record.levelno >= logging.INFO:
+            # The message, its arguments, a traceback or stack, and extras
+            # (what a metrics or JSON log handler would take as labels).
+            seen = [
+                record.getMessage(),
+                formatter.format(record),
+                record.exc_text or "",
+                repr(vars(record)),
+            ]
+            assert not any(SECRET in text for text in seen), record.getMessage()
+    for row in Delivery.objects.all():
+        assert SECRET not in repr(row)
+        assert SECRET not in str(row)
+    for args in (["status"], ["status", "--json"], ["list"], ["list", "--json"]):
+        out = StringIO()
+        call_command("signalbox", *args, stdout=out)
+        assert SECRET not in out.getvalue(), args
+
+
+def drain() -> dict[Outcome, int]:
+    return Worker(burst=True, concurrency=1).run().by_outcome
+
+
+def enqueue_and_claim(receiver: str, payload: Any) -> list[outbox.Claimed]:
+    outbox.enqueue(
+        [outbox.NewDelivery(signal="s", receiver=receiver, payload=payload)],
+        using="default",
+    )
+    return outbox.claim(
+        worker="w",
+        queues=["default"],
+        receivers=[receiver],
+        limit=1,
+        lease=timedelta(seconds=30),
+        using="default",
+    )
+
+
+secret_paths = pytest.mark.django_db(transaction=True)
+
+
+@secret_paths
+def test_a_secret_is_kept_out_of_sight_on_success(
+    connect: Any, watched: Callable[[], None]
+) -> None:
+    connect(guarded, accept, run="background")
+    guarded.send(sender=None, token=SECRET)
+    assert SECRET in json.dumps(Delivery.objects.get().payload)
+    assert drain() == {Outcome.COMPLETED: 1}
+    assert ran == ["accepted"]
+    watched()
+
+
+@secret_paths
+def test_a_secret_is_kept_out_of_sight_through_a_retry(
+    connect: Any, watched: Callable[[], None]
+) -> None:
+    connect(guarded, postpone, run="background")
+    guarded.send(sender=None, token=SECRET)
+    assert drain() == {Outcome.RETRYING: 1, Outcome.COMPLETED: 1}
+    assert ran == ["postponed", "postponed"]
+    watched()
+
+
+@secret_paths
+def test_a_secret_is_kept_out_of_sight_through_failures_and_death(
+    connect: Any, watched: Callable[[], None]
+) -> None:
+    connect(guarded, explode, run="background", retries=2, backoff=NO_WAIT)
+    guarded.send(sender=None, token=SECRET)
+    assert drain() == {Outcome.RETRYING: 1, Outcome.DEAD: 1}
+    row = Delivery.objects.get()
+    assert (row.state, row.reason) == (State.DEAD, "max_attempts")
+    # The receiver put the secret in its own exception: the row keeps it, for
+    # the people allowed to read the row, and the logs name only its type.
+    assert SECRET in row.error
+    watched()
+
+
+@secret_paths
+def test_a_secret_is_kept_out_of_sight_for_an_unknown_receiver(
+    watched: Callable[[], None],
+) -> None:
+    payload = {"sender": None, "kwargs": codec.encode({"token": SECRET})}
+    [claimed] = enqueue_and_claim("shop.receivers.gone", payload)
+    found = registry.registry.background()
+    assert run_delivery(claimed, found, using="default") == Outcome.DEAD
+    outbox.enqueue(
+        [outbox.NewDelivery(signal="s", receiver="shop.other", payload=payload)],
+        using="default",
+    )
+    buried = outbox.bury_unknown(known=set(), grace=timedelta(0), using="default")
+    assert buried == 1
+    assert {row.reason for row in Delivery.objects.all()} == {"unknown_receiver"}
+    watched()
+
+
+MALFORMED = [
+    {"sender": None, "kwargs": {"format": 1, "values": {"token": SECRET}, "x": 1}},
+    {"sender": None, "kwargs": {"format": 1, "values": [SECRET]}},
+    {"sender": None, "kwargs": tagged("decimal", SECRET)},
+    {"sender": None, "kwargs": tagged("datetime", [SECRET, None, 0])},
+    {"sender": None, "kwargs": tagged("enum", [SECRET, "RED"])},
+    {"sender": None, "kwargs": tagged(SECRET, 1)},
+    {"sender": {"$sb": "type", "v": SECRET}, "kwargs": tagged("int", "1")},
+    {"sender": SECRET},
+    SECRET,
+]
+
+
+@secret_paths
+@pytest.mark.parametrize("payload", MALFORMED)
+def test_a_secret_is_kept_out_of_sight_when_a_payload_cannot_be_decoded(
+    connect: Any, watched: Callable[[], None], payload: Any
+) -> None:
+    connect(guarded, accept, run="background")
+    key = registry.receiver_key(accept)
+    outbox.enqueue(
+        [outbox.NewDelivery(signal="s", receiver=key, payload=payload)],
+        using="default",
+    )
+    assert drain() == {Outcome.DEAD: 1}
+    row = Delivery.objects.get()
+    assert row.reason == "decode_error"
+    # The error outlives an erased payload, so it must not quote it.
+    assert SECRET not in row.error
+    assert ran == []
+    watched()
+
+
+@secret_paths
+@pytest.mark.parametrize(
+    "value",
+    [Opaque(SECRET), [Opaque(SECRET)], {Opaque(SECRET): 1}, {"card": {Opaque(SECRET)}}],
+    ids=["object", "in a list", "as a key", "in a set"],
+)
+def test_a_secret_is_kept_out_of_sight_when_the_codec_refuses_it(
+    connect: Any, watched: Callable[[], None], value: object
+) -> None:
+    connect(guarded, accept, run="background")
+
+    def send() -> None:
+        try:
+            with transaction.atomic():
+                guarded.send(sender=None, token=value)
+        except CodecError:
+            # What a caller's logging (Django's for a 500, say) writes.
+            logging.getLogger("tests.caller").exception("The send failed")
+            raise
+
+    with pytest.raises(CodecError) as refused:
+        send()
+    assert re.match(r"token\b", refused.value.argument or "")
+    text = "".join(traceback.format_exception(refused.value))
+    assert SECRET not in text
+    assert SECRET in repr(value)  # the value did hold it
+    assert not Delivery.objects.exists()
+    watched()
