@@ -1,0 +1,66 @@
+"""Moving deliveries through their states, in the database.
+
+Every transition is one short statement that names the lease token it
+expects, so a worker whose lease was taken over (it was paused, or lost its
+connection) changes nothing: :func:`complete`, :func:`fail`, :func:`retry_later`
+and :func:`release` return whether they applied. Times come from the
+database's clock (``Now()``), never from a worker's.
+
+The claim is the one place that needs SQL the ORM cannot write: on PostgreSQL
+a single ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING``;
+on MySQL/MariaDB ``select_for_update(skip_locked=True)`` in a transaction; on
+SQLite, which has one writer at a time, a plain ``UPDATE`` of a sub-select.
+"""
+
+from signalbox.outbox._base import NOTIFY_CHANNEL, Claimed, NewDelivery, after, ago
+from signalbox.outbox._housekeeping import (
+    Pruned,
+    bury_unknown,
+    due_for,
+    erase_payloads,
+    forget_worker,
+    heartbeat,
+    known_receivers,
+    prune,
+    retry,
+    retry_dead,
+)
+from signalbox.outbox._leases import (
+    claim,
+    complete,
+    complete_many,
+    extend,
+    fail,
+    release,
+    rescue,
+    retry_later,
+)
+from signalbox.outbox._writing import batch, enqueue
+
+__all__ = [
+    "NOTIFY_CHANNEL",
+    "Claimed",
+    "NewDelivery",
+    "Pruned",
+    "after",
+    "ago",
+    "batch",
+    "bury_unknown",
+    "claim",
+    "complete",
+    "complete_many",
+    "due_for",
+    "enqueue",
+    "erase_payloads",
+    "extend",
+    "fail",
+    "forget_worker",
+    "heartbeat",
+    "known_receivers",
+    "prune",
+    "release",
+    "rescue",
+    "retry",
+    "retry_dead",
+    "retry_later",
+]

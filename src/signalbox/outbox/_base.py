@@ -1,0 +1,67 @@
+"""What the outbox's parts share: the values they pass and the clock they use."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.db import models
+from django.db.models import DateTimeField, ExpressionWrapper, Value
+from django.db.models.expressions import CombinedExpression
+from django.db.models.functions import Now
+
+if TYPE_CHECKING:
+    from signalbox.models import DeliveryQuerySet, WorkerRecord
+
+NOTIFY_CHANNEL = "signalbox"
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """What a send asks the outbox to deliver to one background receiver."""
+
+    signal: str
+    receiver: str
+    payload: dict[str, Any]
+    queue: str = "default"
+    priority: int = 0
+    max_attempts: int = 20
+    delay: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A delivery a worker holds, with the token that proves it."""
+
+    id: int
+    signal: str
+    receiver: str
+    payload: Any
+    attempt: int
+    max_attempts: int
+    enqueued_at: datetime
+    token: uuid.UUID
+
+
+def _rows(using: str) -> DeliveryQuerySet:
+    from signalbox.models import Delivery  # the app registry must be ready first
+
+    return Delivery.objects.using(using)
+
+
+def _workers(using: str) -> models.QuerySet[WorkerRecord]:
+    from signalbox.models import WorkerRecord
+
+    return WorkerRecord.objects.using(using)
+
+
+def after(delay: timedelta) -> ExpressionWrapper[CombinedExpression]:
+    """The database's clock plus ``delay``, as an expression."""
+    return ExpressionWrapper(Now() + Value(delay), output_field=DateTimeField())
+
+
+def ago(age: timedelta) -> ExpressionWrapper[CombinedExpression]:
+    """The database's clock minus ``age``, as an expression."""
+    return ExpressionWrapper(Now() - Value(age), output_field=DateTimeField())

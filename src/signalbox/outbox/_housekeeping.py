@@ -1,0 +1,136 @@
+"""Transitions no lease guards: rescue's neighbours, retries by a person,
+erasure, pruning, and the workers' own records."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import Q
+from django.db.models.functions import Now
+
+from signalbox._states import FINISHED, RETRIABLE, State
+from signalbox.outbox._base import _rows, _workers, ago
+
+
+def bury_unknown(*, known: Iterable[str], grace: timedelta, using: str) -> int:
+    """Mark dead the due rows whose key no live worker knows, past ``grace``."""
+    return (
+        _rows(using)
+        .due()
+        .exclude(receiver__in=list(known))
+        .filter(enqueued_at__lt=ago(grace))
+        .update(
+            state=State.DEAD,
+            reason="unknown_receiver",
+            error="No running worker knows this receiver key (it was never imported).",
+            finished_at=Now(),
+        )
+    )
+
+
+def retry(filter_: Q, *, using: str) -> int:
+    """Make dead and retryable rows matching ``filter_`` available now.
+
+    Each gets fresh attempts (its ``attempt`` goes back to 0); its last error
+    is kept until the next attempt replaces it. Rows in other states, and
+    rows whose payload was erased (nothing is left to run), are left alone.
+    Returns how many rows changed.
+    """
+    return (
+        _rows(using)
+        .filter(state__in=RETRIABLE, payload_erased_at__isnull=True)
+        .filter(filter_)
+        .update(
+            state=State.AVAILABLE,
+            attempt=0,
+            scheduled_at=Now(),
+            finished_at=None,
+            reason="",
+        )
+    )
+
+
+def retry_dead(filter_: Q, *, using: str) -> int:
+    """:func:`retry` for the dead rows matching ``filter_`` only."""
+    return retry(Q(state=State.DEAD) & filter_, using=using)
+
+
+def erase_payloads(filter_: Q, *, using: str) -> int:
+    """Erase the payload of finished rows matching ``filter_``; returns how many.
+
+    ``payload`` becomes null and ``payload_erased_at`` the database's now; the
+    row keeps its id, signal, receiver, state, reason, error and times. Rows
+    that may still run (waiting or executing) and rows already erased are
+    left alone; an erased row can never be retried.
+    """
+    return (
+        _rows(using)
+        .filter(state__in=FINISHED, payload_erased_at__isnull=True)
+        .filter(filter_)
+        .update(payload=None, payload_erased_at=Now())
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What :func:`prune` did, in rows."""
+
+    completed: int
+    """Completed rows deleted."""
+    dead: int
+    """Dead rows deleted."""
+    erased: int
+    """Dead rows kept, with their payload erased."""
+
+
+def prune(
+    *, completed: timedelta, dead: timedelta, dead_payload: timedelta, using: str
+) -> Pruned:
+    """Delete finished rows past their retention; erase old dead payloads.
+
+    Completed rows are deleted once finished longer than ``completed``, dead
+    rows once finished longer than ``dead``. A dead row finished longer than
+    ``dead_payload`` but not yet deleted has its payload erased, as by
+    :func:`erase_payloads`, and keeps everything else for a person to read.
+    Rows that have not finished are never touched.
+    """
+    rows = _rows(using)
+    done, _ = rows.completed().filter(finished_at__lt=ago(completed)).delete()
+    buried, _ = rows.dead().filter(finished_at__lt=ago(dead)).delete()
+    erased = erase_payloads(
+        Q(state=State.DEAD, finished_at__lt=ago(dead_payload)), using=using
+    )
+    return Pruned(completed=done, dead=buried, erased=erased)
+
+
+def heartbeat(
+    name: str, queues: list[str], receivers: list[str], *, using: str
+) -> None:
+    """Record that worker ``name`` is alive and which keys it runs."""
+    _workers(using).update_or_create(
+        name=name,
+        defaults={"queues": queues, "receivers": receivers, "seen_at": Now()},
+    )
+
+
+def forget_worker(name: str, *, using: str) -> None:
+    """Remove a stopped worker's record."""
+    _workers(using).filter(name=name).delete()
+
+
+def due_for(queues: Iterable[str], receivers: Iterable[str], *, using: str) -> bool:
+    """Whether any row of ``queues`` with one of ``receivers``' keys is due."""
+    return (
+        _rows(using)
+        .due()
+        .filter(queue__in=list(queues), receiver__in=list(receivers))
+        .exists()
+    )
+
+
+def known_receivers(*, stale_after: timedelta, using: str) -> set[str]:
+    """Every key some worker seen within ``stale_after`` can run."""
+    live = _workers(using).filter(seen_at__gte=ago(stale_after))
+    return {key for keys in live.values_list("receivers", flat=True) for key in keys}

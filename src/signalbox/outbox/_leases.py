@@ -1,0 +1,241 @@
+"""Claiming deliveries under a lease, and every transition a lease token guards."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.models import F
+from django.db.models.functions import Now
+
+from signalbox import _statements
+from signalbox._states import WAITING, State
+from signalbox.outbox._base import Claimed, _rows, after
+
+
+def claim(
+    *,
+    worker: str,
+    queues: Iterable[str],
+    receivers: Iterable[str],
+    limit: int,
+    lease: timedelta,
+    using: str,
+) -> list[Claimed]:
+    """Take up to ``limit`` due rows of ``queues`` whose keys are ``receivers``.
+
+    Each claimed row is ``executing``, its attempt counted, leased to
+    ``worker`` until the database's now + ``lease``, under one fresh token.
+    Rows are taken by priority, then due time, then id. Concurrent claims on
+    PostgreSQL and MySQL/MariaDB skip each other's rows; SQLite serialises them.
+    """
+    token = uuid.uuid4()
+    queues, receivers = list(queues), list(receivers)
+    if limit <= 0 or not queues or not receivers:
+        return []
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        return _claim_postgresql(worker, queues, receivers, limit, lease, token, using)
+    due = _rows(using).due().filter(queue__in=queues, receiver__in=receivers)
+    due = due.order_by("priority", "scheduled_at", "id")
+    with transaction.atomic(using=using):
+        if connection.features.has_select_for_update_skip_locked:
+            ids: Any = list(
+                due.select_for_update(skip_locked=True).values_list("id", flat=True)[
+                    :limit
+                ]
+            )
+        else:
+            ids = due.values("id")[:limit]
+        _rows(using).filter(id__in=ids, state__in=WAITING).update(
+            state=State.EXECUTING,
+            attempt=F("attempt") + 1,
+            lease_token=token,
+            leased_by=worker,
+            lease_expires_at=after(lease),
+            attempted_at=Now(),
+        )
+    return _claimed(_rows(using).filter(lease_token=token), token)
+
+
+def _claim_postgresql(
+    worker: str,
+    queues: list[str],
+    receivers: list[str],
+    limit: int,
+    lease: timedelta,
+    token: uuid.UUID,
+    using: str,
+) -> list[Claimed]:
+    from signalbox.models import Delivery
+
+    field = Delivery._meta.get_field("payload")
+    connection = connections[using]
+    one_queue = len(queues) == 1
+    sql = _statements.CLAIM_POSTGRESQL.format(
+        queue="queue = %s" if one_queue else "queue = ANY(%s)"
+    )
+    queue: object = queues[0] if one_queue else queues
+    params: list[Any] = [token, worker, lease, queue, receivers, limit]
+    with _statements.statement_cursor(connection) as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    claimed = [
+        Claimed(
+            id=row[0],
+            signal=row[1],
+            receiver=row[2],
+            payload=field.from_db_value(row[3], None, connection),  # type: ignore[arg-type]
+            attempt=row[4],
+            max_attempts=row[5],
+            enqueued_at=row[6],
+            token=token,
+        )
+        for row in rows
+    ]
+    return sorted(claimed, key=lambda c: c.id)
+
+
+def _claimed(rows: Any, token: uuid.UUID) -> list[Claimed]:
+    return [
+        Claimed(
+            id=row.id,
+            signal=row.signal,
+            receiver=row.receiver,
+            payload=row.payload,
+            attempt=row.attempt,
+            max_attempts=row.max_attempts,
+            enqueued_at=row.enqueued_at,
+            token=token,
+        )
+        for row in rows.order_by("id")
+    ]
+
+
+def _held(claimed: Claimed, using: str) -> Any:
+    return _rows(using).filter(
+        id=claimed.id, state=State.EXECUTING, lease_token=claimed.token
+    )
+
+
+def complete(claimed: Claimed, *, using: str) -> bool:
+    """Mark the delivery completed, if this claim still holds it."""
+    return bool(
+        _held(claimed, using).update(
+            state=State.COMPLETED,
+            finished_at=Now(),
+            lease_token=None,
+            lease_expires_at=None,
+            reason="",
+        )
+    )
+
+
+def complete_many(claimed: Sequence[Claimed], *, using: str) -> set[int]:
+    """Mark many deliveries completed at once; returns the ids this applied to.
+
+    Each applies only while its own claim still holds the row, as with
+    :func:`complete`. On PostgreSQL it is one statement; elsewhere one
+    transaction.
+    """
+    if not claimed:
+        return set()
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        with _statements.statement_cursor(connection) as cursor:
+            cursor.execute(
+                _statements.COMPLETE_MANY_POSTGRESQL,
+                [[c.id for c in claimed], [c.token for c in claimed]],
+            )
+            return {row[0] for row in cursor.fetchall()}
+    with transaction.atomic(using=using):
+        return {each.id for each in claimed if complete(each, using=using)}
+
+
+def fail(
+    claimed: Claimed, *, error: str, reason: str, retry_in: timedelta | None, using: str
+) -> bool:
+    """Record an error: retry after ``retry_in``, or dead when it is None.
+
+    Applies only if this claim still holds the delivery. A NUL in ``error``
+    is stored as the four characters ``\\x00``.
+    """
+    changes: dict[str, Any] = {
+        # PostgreSQL refuses NUL in text, and the error is a receiver's words.
+        "error": error.replace("\x00", "\\x00"),
+        "reason": reason,
+        "lease_token": None,
+        "lease_expires_at": None,
+    }
+    if retry_in is None:
+        changes.update(state=State.DEAD, finished_at=Now())
+    else:
+        changes.update(state=State.RETRYABLE, scheduled_at=after(retry_in))
+    return bool(_held(claimed, using).update(**changes))
+
+
+def retry_later(claimed: Claimed, *, delay: timedelta, using: str) -> bool:
+    """Put the delivery back for ``delay`` without spending an attempt."""
+    return bool(
+        _held(claimed, using).update(
+            state=State.RETRYABLE,
+            attempt=F("attempt") - 1,
+            scheduled_at=after(delay),
+            reason="retry",
+            lease_token=None,
+            lease_expires_at=None,
+        )
+    )
+
+
+def release(claimed: Sequence[Claimed], *, using: str) -> int:
+    """Give back deliveries that never started (a worker shutting down).
+
+    The attempt counted at the claim is returned, so a shutdown spends none.
+    """
+    released = 0
+    for each in claimed:
+        released += _held(each, using).update(
+            state=State.AVAILABLE,
+            attempt=F("attempt") - 1,
+            lease_token=None,
+            lease_expires_at=None,
+            leased_by="",
+        )
+    return released
+
+
+def extend(claimed: Iterable[Claimed], *, lease: timedelta, using: str) -> int:
+    """Push the lease of deliveries still running out to now + ``lease``."""
+    tokens = {each.token for each in claimed}
+    if not tokens:
+        return 0
+    return (
+        _rows(using)
+        .filter(state=State.EXECUTING, lease_token__in=tokens)
+        .update(lease_expires_at=after(lease))
+    )
+
+
+def rescue(*, using: str) -> int:
+    """Take back rows whose lease expired: retryable, or dead if out of attempts."""
+    expired = _rows(using).expired()
+    dead = expired.filter(attempt__gte=F("max_attempts")).update(
+        state=State.DEAD,
+        reason="lease_expired",
+        error="The worker holding this delivery stopped answering on its last attempt.",
+        finished_at=Now(),
+        lease_token=None,
+        lease_expires_at=None,
+    )
+    retried = expired.update(
+        state=State.RETRYABLE,
+        reason="lease_expired",
+        scheduled_at=Now(),
+        lease_token=None,
+        lease_expires_at=None,
+    )
+    return dead + retried
