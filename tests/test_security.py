@@ -70,6 +70,12 @@ ALLOWED_BY_NAME: dict[tuple[str, str, str], str] = {
         'the paths are SIGNALBOX["CODEC_TYPES"], from settings; a payload '
         "names a type only to look it up among those already imported"
     ),
+    ("signalbox.engines", "<module>", "import_string"): ("imported for _build() below"),
+    ("signalbox.engines", "_build", "import_string"): (
+        'the path is an engine\'s BACKEND in SIGNALBOX["ENGINES"], from '
+        "settings; a row or a message names an engine only by its alias, "
+        "looked up among the configured ones"
+    ),
     ("signalbox.codec._decoding", "_model", "get_model"): (
         "looks a label up among installed models in Django's app registry, "
         "which app loading filled; it imports nothing"

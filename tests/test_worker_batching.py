@@ -170,7 +170,9 @@ def test_max_deliveries_counts_acknowledged_deliveries_exactly() -> None:
         work.send(sender=None, n=n)
     counts = Worker(concurrency=2, max_deliveries=5).run()
     # run() returns with its threads, and their connections, gone.
-    assert not [t for t in threading.enumerate() if t.name.startswith("signalbox-")]
+    own = ("signalbox-run", "signalbox-loop", "signalbox-heart", "signalbox-listen")
+    assert not [t for t in threading.enumerate() if t.name.startswith(own)]
+    assert not [t for t in threading.enumerate() if t.name == "signalbox-acks"]
     assert counts.total == 5
     assert Delivery.objects.completed().count() == 5
     assert Delivery.objects.executing().count() == 0  # the rest given back

@@ -25,7 +25,7 @@ from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefuncti
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
-from signalbox import _refs, codec, conf, observe, outbox
+from signalbox import _refs, codec, conf, engines, observe, outbox
 from signalbox.policy import Policy
 from signalbox.registry import ReceiverInfo
 
@@ -224,10 +224,12 @@ class BackgroundReceiver(Adapter):
                 f"Django does not allow on a running event loop: from async "
                 f"code, send with `await signal.asend(...)`."
             )
-        outbox.enqueue(
-            [self.delivery(signal, sender, kwargs)],
-            using=_database(kwargs.get("using")),
-        )
+        rows = [self.delivery(signal, sender, kwargs)]
+        using = _database(kwargs.get("using"))
+        if engines.get(rows[0].engine).embedded:
+            outbox.enqueue(rows, using=using)
+        else:  # its engine is handed the row once the transaction commits
+            outbox.enqueue(rows, using=using, then=engines.after_commit(rows, using))
 
     def delivery(
         self, signal: object, sender: object, kwargs: dict[str, Any]
@@ -243,6 +245,7 @@ class BackgroundReceiver(Adapter):
             signal=name,
             receiver=self.info.key,
             payload=payload,
+            engine=policy.engine,
             queue=policy.queue,
             priority=policy.priority,
             max_attempts=policy.max_attempts,

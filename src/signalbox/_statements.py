@@ -18,14 +18,15 @@ if TYPE_CHECKING:
     from django.db.backends.utils import CursorWrapper
 
 _INSERT_HEAD = (
-    "INSERT INTO signalbox_delivery (signal, receiver, queue, priority, payload, "
-    "max_attempts, state, attempt, leased_by, reason, error) VALUES "
+    "INSERT INTO signalbox_delivery (signal, receiver, engine, queue, priority, "
+    "payload, max_attempts, state, attempt, handovers, leased_by, reason, error) "
+    "VALUES "
 )
 # One row due at once; ``enqueued_at`` and ``scheduled_at`` take the
 # database's clock from their column defaults.
 _INSERT_ROW = {
-    "postgresql": "(%s, %s, %s, %s, %s::jsonb, %s, 'available', 0, '', '', '')",
-    "sqlite": "(%s, %s, %s, %s, %s, %s, 'available', 0, '', '', '')",
+    "postgresql": "(%s, %s, %s, %s, %s, %s::jsonb, %s, 'available', 0, 0, '', '', '')",
+    "sqlite": "(%s, %s, %s, %s, %s, %s, %s, 'available', 0, 0, '', '', '')",
 }
 # The wake-up rides on the INSERT: PostgreSQL delivers a NOTIFY at the commit,
 # and only if the transaction commits. The channel is outbox.NOTIFY_CHANNEL.
@@ -33,12 +34,13 @@ _NOTIFY_ROWS = "SELECT id, pg_notify('signalbox', '') FROM rows"
 
 
 def insert(
-    vendor: str, rows: Sequence[tuple[str, str, str, int, Any, int]], ids: bool
+    vendor: str, rows: Sequence[tuple[str, str, str, str, int, Any, int]], ids: bool
 ) -> tuple[str, list[Any]] | None:
     """The INSERT of ``rows`` due at once, as (sql, params), or None where the
     ORM must write them.
 
-    Each row is (signal, receiver, queue, priority, payload, max_attempts).
+    Each row is (signal, receiver, engine, queue, priority, payload,
+    max_attempts).
     On PostgreSQL the statement also sends the NOTIFY and always returns the
     ids; elsewhere it returns them when ``ids`` asks.
     """
@@ -51,10 +53,11 @@ def insert(
     elif ids:
         sql += " RETURNING id"
     params: list[Any] = []
-    for signal, receiver, queue, priority, payload, max_attempts in rows:
+    for signal, receiver, engine, queue, priority, payload, max_attempts in rows:
         params += (
             signal,
             receiver,
+            engine,
             queue,
             priority,
             json.dumps(payload, separators=(",", ":")),
@@ -71,16 +74,28 @@ WHERE id IN (
     SELECT id FROM signalbox_delivery
     WHERE state IN ('scheduled', 'available', 'retryable')
       AND scheduled_at <= statement_timestamp()
-      AND {queue} AND receiver = ANY(%s)
+      AND {engine} AND {queue} AND receiver = ANY(%s)
     ORDER BY priority, scheduled_at, id
     LIMIT %s
     FOR UPDATE SKIP LOCKED
 )
 RETURNING id, signal, receiver, payload, attempt, max_attempts, enqueued_at
 """
-"""One statement that takes due rows: ``{queue}`` is ``queue = %s`` for one
-queue, which lets it walk the partial "due" index in order instead of
-sorting, or ``queue = ANY(%s)``."""
+"""One statement that takes due rows. ``{engine}`` and ``{queue}`` are each
+``column = %s`` for one value, which lets it walk the partial "due" index in
+order instead of sorting, or ``column = ANY(%s)`` for several."""
+
+CLAIM_ONE = """
+UPDATE signalbox_delivery SET
+    state = 'executing', attempt = attempt + 1, lease_token = %s, leased_by = %s,
+    lease_expires_at = statement_timestamp() + %s, attempted_at = statement_timestamp()
+WHERE id = %s AND engine = %s AND receiver = ANY(%s)
+  AND state IN ('scheduled', 'available', 'retryable')
+  AND scheduled_at <= statement_timestamp()
+RETURNING id, signal, receiver, payload, attempt, max_attempts, enqueued_at
+"""
+"""Takes one named row, if it is due; on PostgreSQL, where a row's lock
+makes a concurrent claim of the same row wait and then find it taken."""
 
 COMPLETE_MANY_POSTGRESQL = """
 UPDATE signalbox_delivery AS d SET

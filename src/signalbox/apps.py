@@ -14,4 +14,10 @@ class SignalboxConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from signalbox import checks  # noqa: F401  (registers the checks)
+        from signalbox import (
+            checks,  # noqa: F401  (registers the checks)
+            engines,
+        )
+
+        # A misconfigured engine fails here, at startup, not at the first send.
+        engines.load_all()

@@ -8,7 +8,7 @@ from typing import Any
 from django.apps import AppConfig
 from django.core import checks
 
-from signalbox import conf
+from signalbox import conf, engines, registry
 from signalbox.exceptions import ConfigurationError
 
 
@@ -23,3 +23,43 @@ def check_settings(
     except ConfigurationError as error:
         return [checks.Error(str(error), id="signalbox.E001")]
     return []
+
+
+@checks.register()
+def check_engines(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Report engines that cannot be built (``signalbox.E002``), what each
+    engine's own ``check()`` says, and receivers that ask an engine for what
+    it does not support (``signalbox.W001``)."""
+    try:
+        built = engines.load_all()
+    except ConfigurationError as error:
+        return [checks.Error(str(error), id="signalbox.E002")]
+    messages: list[checks.CheckMessage] = []
+    for engine in built.values():
+        messages += engine.check()
+    infos = [f.info for found in registry.registry.background().values() for f in found]
+    for info in infos:
+        policy = info.policy
+        if policy is None or policy.engine not in built:
+            continue
+        engine = built[policy.engine]
+        unsupported = [
+            option
+            for option, used, supported in (
+                ("queue", policy.queue != "default", engine.supports_queues),
+                ("priority", policy.priority != 0, engine.supports_priority),
+            )
+            if used and not supported
+        ]
+        if unsupported:
+            messages.append(
+                checks.Warning(
+                    f"{info.key} sets {' and '.join(unsupported)}, which engine "
+                    f"{policy.engine!r} ({type(engine).__name__}) does not use.",
+                    hint="Drop the option, or pick an engine that supports it.",
+                    id="signalbox.W001",
+                )
+            )
+    return messages

@@ -29,6 +29,9 @@ DEFAULTS: Mapping[str, Any] = {
     "DEAD_PAYLOAD_RETENTION_SECONDS": 7 * 86_400,
     "CODEC_TYPES": (),
     "SYNCHRONOUS_ACKS": False,
+    "ENGINES": {"default": {"BACKEND": "signalbox.engines.embedded.EmbeddedEngine"}},
+    "HANDOVER_GRACE_SECONDS": 10,
+    "REDELIVER_SECONDS": 600,
 }
 
 
@@ -51,6 +54,17 @@ class Settings:
     dead_payload_retention: timedelta
     codec_types: tuple[str, ...]
     synchronous_acks: bool
+    engines: Mapping[str, EngineSettings]
+    handover_grace: timedelta
+    redeliver: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """One entry of ``SIGNALBOX["ENGINES"]``: the backend's dotted path and options."""
+
+    backend: str
+    options: Mapping[str, Any]
 
 
 _current: Settings | None = None
@@ -96,6 +110,9 @@ def _load() -> Settings:
         dead_payload_retention=_seconds(values, "DEAD_PAYLOAD_RETENTION_SECONDS"),
         codec_types=_dotted_paths(values, "CODEC_TYPES"),
         synchronous_acks=_flag(values, "SYNCHRONOUS_ACKS"),
+        engines=_engines(values),
+        handover_grace=_seconds(values, "HANDOVER_GRACE_SECONDS"),
+        redeliver=_seconds(values, "REDELIVER_SECONDS", minimum=1),
     )
 
 
@@ -115,6 +132,36 @@ def _milliseconds(values: Mapping[str, Any], key: str) -> int:
 
 def _seconds(values: Mapping[str, Any], key: str, minimum: float = 0) -> timedelta:
     return timedelta(seconds=_number(values, key, "seconds", minimum))
+
+
+def _engines(values: Mapping[str, Any]) -> Mapping[str, EngineSettings]:
+    """``ENGINES``, shaped like Django's ``CACHES``; only the shape is checked
+    here (:mod:`signalbox.engines` loads and checks each backend)."""
+    value = values["ENGINES"]
+    advice = (
+        'it maps aliases to {"BACKEND": "dotted.path.Engine", "OPTIONS": {...}}, '
+        'and needs a "default"'
+    )
+    if not isinstance(value, Mapping) or "default" not in value:
+        raise ConfigurationError(
+            f"settings.SIGNALBOX['ENGINES'] must be a dict: {advice}; not {value!r}."
+        )
+    engines = {}
+    for alias, entry in value.items():
+        where = f"settings.SIGNALBOX['ENGINES'][{alias!r}]"
+        if not isinstance(alias, str) or not alias or len(alias) > 64:
+            raise ConfigurationError(f"{where}: an alias is a short string; {advice}.")
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("BACKEND"), str):
+            raise ConfigurationError(f"{where} must name a BACKEND; {advice}.")
+        unknown = sorted(set(entry) - {"BACKEND", "OPTIONS"})
+        options = entry.get("OPTIONS", {})
+        if unknown or not isinstance(options, Mapping):
+            wrong = unknown or options
+            raise ConfigurationError(
+                f"{where} takes BACKEND and OPTIONS (a dict) only, not {wrong!r}."
+            )
+        engines[alias] = EngineSettings(entry["BACKEND"], dict(options))
+    return engines
 
 
 def _flag(values: Mapping[str, Any], key: str) -> bool:

@@ -554,12 +554,21 @@ def _describe(
     key = registry.receiver_key(receiver, dispatch_uid)
     if run in registry.KEYED_MODES:
         registry.require_findable(receiver, run, key)
+    policy = Policy.from_options(options) if run == "background" else None
+    configured = conf.get().engines
+    if policy is not None and policy.engine not in configured:
+        raise ReceiverError(
+            f"engine={policy.engine!r} is not in settings.SIGNALBOX['ENGINES'], "
+            f"whose aliases are {sorted(configured)}.",
+            receiver=receiver,
+            signal=signal,
+        )
     return ReceiverInfo(
         key=key,
         run=run,
         sender=registry.describe_sender(sender),
         location=registry.source_location(receiver),
-        policy=Policy.from_options(options) if run == "background" else None,
+        policy=policy,
     )
 
 

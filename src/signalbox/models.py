@@ -61,6 +61,11 @@ class Delivery(models.Model):
     receiver = models.CharField(
         max_length=255, help_text="The receiver's registry key."
     )
+    engine = models.CharField(
+        max_length=64,
+        default="default",
+        help_text="The alias in SIGNALBOX['ENGINES'] of the engine that runs it.",
+    )
     queue = models.CharField(max_length=64, default="default")
     priority = models.SmallIntegerField(
         default=0, help_text="Lower runs first among rows that are due."
@@ -80,6 +85,14 @@ class Delivery(models.Model):
     max_attempts = models.PositiveIntegerField(default=20)
     enqueued_at = models.DateTimeField(db_default=Now())
     scheduled_at = models.DateTimeField(db_default=Now())
+    handed_over_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the row was last handed to its engine (not the embedded one).",
+    )
+    handovers = models.PositiveSmallIntegerField(
+        default=0, help_text="Hand-overs since the row last fell due."
+    )
     attempted_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     lease_token = models.UUIDField(null=True, blank=True)
@@ -108,7 +121,7 @@ class Delivery(models.Model):
         )
         indexes: ClassVar[list[models.Index]] = [
             models.Index(
-                fields=["queue", "priority", "scheduled_at", "id"],
+                fields=["engine", "queue", "priority", "scheduled_at", "id"],
                 name="signalbox_delivery_due",
                 condition=models.Q(state__in=list(WAITING)),
             ),

@@ -50,6 +50,7 @@ _Exceptions = tuple[type[BaseException], ...]
 class Policy:
     """The options of one background receiver."""
 
+    engine: str = "default"
     queue: str = "default"
     priority: int = 0
     max_attempts: int = DEFAULT_ATTEMPTS
@@ -141,6 +142,7 @@ def _flag(name: str, value: object) -> bool:
 
 
 _OPTIONS: Final = {
+    "engine": _text,
     "queue": _text,
     "priority": _integer(-32768, 32767),
     "retries": _integer(1, 1000),

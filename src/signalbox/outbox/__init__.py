@@ -12,7 +12,15 @@ on MySQL/MariaDB ``select_for_update(skip_locked=True)`` in a transaction; on
 SQLite, which has one writer at a time, a plain ``UPDATE`` of a sub-select.
 """
 
-from signalbox.outbox._base import NOTIFY_CHANNEL, Claimed, NewDelivery, after, ago
+from signalbox.outbox._base import (
+    NOTIFY_CHANNEL,
+    Claimed,
+    Handover,
+    NewDelivery,
+    after,
+    ago,
+)
+from signalbox.outbox._handover import handover_due, mark_handed_over
 from signalbox.outbox._housekeeping import (
     Pruned,
     bury_unknown,
@@ -27,6 +35,7 @@ from signalbox.outbox._housekeeping import (
 )
 from signalbox.outbox._leases import (
     claim,
+    claim_one,
     complete,
     complete_many,
     extend,
@@ -40,6 +49,7 @@ from signalbox.outbox._writing import batch, enqueue
 __all__ = [
     "NOTIFY_CHANNEL",
     "Claimed",
+    "Handover",
     "NewDelivery",
     "Pruned",
     "after",
@@ -47,6 +57,7 @@ __all__ = [
     "batch",
     "bury_unknown",
     "claim",
+    "claim_one",
     "complete",
     "complete_many",
     "due_for",
@@ -55,8 +66,10 @@ __all__ = [
     "extend",
     "fail",
     "forget_worker",
+    "handover_due",
     "heartbeat",
     "known_receivers",
+    "mark_handed_over",
     "prune",
     "release",
     "rescue",

@@ -29,6 +29,18 @@ class NewDelivery:
     priority: int = 0
     max_attempts: int = 20
     delay: timedelta | None = None
+    engine: str = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """A committed delivery an engine is to be given: its id, and where it goes."""
+
+    id: int
+    engine: str
+    queue: str
+    priority: int
+    using: str
 
 
 @dataclass(frozen=True, slots=True)

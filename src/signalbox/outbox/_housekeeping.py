@@ -14,11 +14,19 @@ from signalbox._states import FINISHED, RETRIABLE, State
 from signalbox.outbox._base import _rows, _workers, ago
 
 
-def bury_unknown(*, known: Iterable[str], grace: timedelta, using: str) -> int:
-    """Mark dead the due rows whose key no live worker knows, past ``grace``."""
+def bury_unknown(
+    *,
+    known: Iterable[str],
+    grace: timedelta,
+    using: str,
+    engines: Iterable[str] = ("default",),
+) -> int:
+    """Mark dead the due rows of ``engines`` whose key no live worker knows,
+    past ``grace``."""
     return (
         _rows(using)
         .due()
+        .filter(engine__in=list(engines))
         .exclude(receiver__in=list(known))
         .filter(enqueued_at__lt=ago(grace))
         .update(
@@ -120,12 +128,23 @@ def forget_worker(name: str, *, using: str) -> None:
     _workers(using).filter(name=name).delete()
 
 
-def due_for(queues: Iterable[str], receivers: Iterable[str], *, using: str) -> bool:
-    """Whether any row of ``queues`` with one of ``receivers``' keys is due."""
+def due_for(
+    queues: Iterable[str],
+    receivers: Iterable[str],
+    *,
+    using: str,
+    engines: Iterable[str] = ("default",),
+) -> bool:
+    """Whether any row of ``engines`` and ``queues`` with one of ``receivers``'
+    keys is due."""
     return (
         _rows(using)
         .due()
-        .filter(queue__in=list(queues), receiver__in=list(receivers))
+        .filter(
+            engine__in=list(engines),
+            queue__in=list(queues),
+            receiver__in=list(receivers),
+        )
         .exists()
     )
 

@@ -24,22 +24,30 @@ def claim(
     limit: int,
     lease: timedelta,
     using: str,
+    engines: Iterable[str] = ("default",),
 ) -> list[Claimed]:
     """Take up to ``limit`` due rows of ``queues`` whose keys are ``receivers``.
 
+    Only rows of the ``engines`` aliases are taken (the embedded worker's).
     Each claimed row is ``executing``, its attempt counted, leased to
     ``worker`` until the database's now + ``lease``, under one fresh token.
     Rows are taken by priority, then due time, then id. Concurrent claims on
     PostgreSQL and MySQL/MariaDB skip each other's rows; SQLite serialises them.
     """
     token = uuid.uuid4()
-    queues, receivers = list(queues), list(receivers)
-    if limit <= 0 or not queues or not receivers:
+    queues, receivers, engines = list(queues), list(receivers), list(engines)
+    if limit <= 0 or not queues or not receivers or not engines:
         return []
     connection = connections[using]
     if connection.vendor == "postgresql":
-        return _claim_postgresql(worker, queues, receivers, limit, lease, token, using)
-    due = _rows(using).due().filter(queue__in=queues, receiver__in=receivers)
+        return _claim_postgresql(
+            worker, engines, queues, receivers, limit, lease, token, using
+        )
+    due = (
+        _rows(using)
+        .due()
+        .filter(engine__in=engines, queue__in=queues, receiver__in=receivers)
+    )
     due = due.order_by("priority", "scheduled_at", "id")
     with transaction.atomic(using=using):
         if connection.features.has_select_for_update_skip_locked:
@@ -63,6 +71,7 @@ def claim(
 
 def _claim_postgresql(
     worker: str,
+    engines: list[str],
     queues: list[str],
     receivers: list[str],
     limit: int,
@@ -70,16 +79,23 @@ def _claim_postgresql(
     token: uuid.UUID,
     using: str,
 ) -> list[Claimed]:
+    sql = _statements.CLAIM_POSTGRESQL.format(
+        engine="engine = %s" if len(engines) == 1 else "engine = ANY(%s)",
+        queue="queue = %s" if len(queues) == 1 else "queue = ANY(%s)",
+    )
+    engine: object = engines[0] if len(engines) == 1 else engines
+    queue: object = queues[0] if len(queues) == 1 else queues
+    params: list[Any] = [token, worker, lease, engine, queue, receivers, limit]
+    return _returned(sql, params, token, using)
+
+
+def _returned(
+    sql: str, params: list[Any], token: uuid.UUID, using: str
+) -> list[Claimed]:
     from signalbox.models import Delivery
 
     field = Delivery._meta.get_field("payload")
     connection = connections[using]
-    one_queue = len(queues) == 1
-    sql = _statements.CLAIM_POSTGRESQL.format(
-        queue="queue = %s" if one_queue else "queue = ANY(%s)"
-    )
-    queue: object = queues[0] if one_queue else queues
-    params: list[Any] = [token, worker, lease, queue, receivers, limit]
     with _statements.statement_cursor(connection) as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -97,6 +113,51 @@ def _claim_postgresql(
         for row in rows
     ]
     return sorted(claimed, key=lambda c: c.id)
+
+
+def claim_one(
+    delivery_id: int,
+    *,
+    engine: str,
+    worker: str,
+    receivers: Iterable[str],
+    lease: timedelta,
+    using: str,
+) -> Claimed | None:
+    """Take the delivery ``delivery_id`` if it is due, for ``engine``, with a
+    key in ``receivers``; None otherwise.
+
+    This is how an engine's task starts: its message names only the id, so a
+    broker's redelivery, a duplicate hand-over or a forged message finds the
+    row running, finished, not due, someone else's or missing, and takes
+    nothing. The claim is counted and leased as :func:`claim`'s are.
+    """
+    token = uuid.uuid4()
+    receivers = list(receivers)
+    if not receivers:
+        return None
+    if connections[using].vendor == "postgresql":
+        params: list[Any] = [token, worker, lease, delivery_id, engine, receivers]
+        found = _returned(_statements.CLAIM_ONE, params, token, using)
+        return found[0] if found else None
+    with transaction.atomic(using=using):
+        taken = (
+            _rows(using)
+            .due()
+            .filter(id=delivery_id, engine=engine, receiver__in=receivers)
+            .update(
+                state=State.EXECUTING,
+                attempt=F("attempt") + 1,
+                lease_token=token,
+                leased_by=worker,
+                lease_expires_at=after(lease),
+                attempted_at=Now(),
+            )
+        )
+    if not taken:
+        return None
+    found = _claimed(_rows(using).filter(id=delivery_id, lease_token=token), token)
+    return found[0] if found else None
 
 
 def _claimed(rows: Any, token: uuid.UUID) -> list[Claimed]:

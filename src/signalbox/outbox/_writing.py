@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from django.db import connections
@@ -12,9 +12,12 @@ from signalbox import _statements
 from signalbox._states import State
 from signalbox.outbox._base import NewDelivery, after
 
-_batch: contextvars.ContextVar[dict[str, list[NewDelivery]] | None] = (
-    contextvars.ContextVar("signalbox_outbox_batch", default=None)
-)
+Written = Callable[[list[int]], None]
+"""Told the ids of the rows one :func:`enqueue` call wrote, in order."""
+
+_batch: contextvars.ContextVar[
+    dict[str, list[tuple[Sequence[NewDelivery], Written | None]]] | None
+] = contextvars.ContextVar("signalbox_outbox_batch", default=None)
 
 
 @contextmanager
@@ -23,55 +26,90 @@ def batch() -> Iterator[None]:
 
     Each database's rows go in one INSERT, in order, when the block ends
     (also when it raises: rows handed over before the error were, as far as
-    the sender can tell, already written). A signal sent to several
-    background receivers thus costs one statement.
+    the sender can tell, already written), and each call's ``then`` hears of
+    its own rows. A signal sent to several background receivers thus costs
+    one statement.
     """
-    pending: dict[str, list[NewDelivery]] = {}
+    pending: dict[str, list[tuple[Sequence[NewDelivery], Written | None]]] = {}
     token = _batch.set(pending)
     try:
         yield
     finally:
         _batch.reset(token)
-        for using, rows in pending.items():
-            enqueue(rows, using=using)
+        for using, calls in pending.items():
+            _write([row for rows, _ in calls for row in rows], using, calls)
 
 
-def enqueue(rows: Sequence[NewDelivery], *, using: str, ids: bool = False) -> list[int]:
+def enqueue(
+    rows: Sequence[NewDelivery],
+    *,
+    using: str,
+    ids: bool = False,
+    then: Written | None = None,
+) -> list[int]:
     """Write ``rows`` in the caller's transaction on ``using``, in one INSERT.
 
     A rollback discards them; the commit makes them visible to workers (on
     PostgreSQL the statement also sends ``NOTIFY signalbox``, which is
-    delivered at the commit). With ``ids=True`` returns the new rows' ids, in order (it
-    costs a ``RETURNING``); otherwise, and always inside :func:`batch`, whose
-    rows wait for the batch's end, returns ``[]``.
+    delivered at the commit). ``then``, if given, is called with the new
+    rows' ids right after they are written (still inside the transaction).
+    With ``ids=True`` the ids are also returned, in order (a ``RETURNING``,
+    which costs); otherwise, and always inside :func:`batch`, whose rows wait
+    for the batch's end, ``[]`` is returned.
     """
     pending = _batch.get()
     if pending is not None:
-        pending.setdefault(using, []).extend(rows)
+        pending.setdefault(using, []).append((rows, then))
         return []
     if not rows:
         return []
+    written = _write(rows, using, [(rows, then)], ids)
+    return written if ids else []
+
+
+def _write(
+    rows: Sequence[NewDelivery],
+    using: str,
+    calls: list[tuple[Sequence[NewDelivery], Written | None]],
+    ids: bool = False,
+) -> list[int]:
+    ids = ids or any(then is not None for _, then in calls)
     connection = connections[using]
     statement = None
     if not any(row.delay for row in rows):
         statement = _statements.insert(
             connection.vendor,
             [
-                (r.signal, r.receiver, r.queue, r.priority, r.payload, r.max_attempts)
+                (
+                    r.signal,
+                    r.receiver,
+                    r.engine,
+                    r.queue,
+                    r.priority,
+                    r.payload,
+                    r.max_attempts,
+                )
                 for r in rows
             ],
             ids,
         )
     if statement is None:
-        return _enqueue_with_orm(rows, using, ids)
-    # The send's own statement, on the request path: written out rather than
-    # built by the ORM, which costs more than the INSERT itself.
-    with _statements.statement_cursor(connection) as cursor:
-        cursor.execute(*statement)
-        return [each[0] for each in cursor.fetchall()] if ids else []
+        written = _write_with_orm(rows, using, ids)
+    else:
+        # The send's own statement, on the request path: written out rather
+        # than built by the ORM, which costs more than the INSERT itself.
+        with _statements.statement_cursor(connection) as cursor:
+            cursor.execute(*statement)
+            written = [each[0] for each in cursor.fetchall()] if ids else []
+    start = 0
+    for call_rows, then in calls:
+        if then is not None:
+            then(written[start : start + len(call_rows)])
+        start += len(call_rows)
+    return written
 
 
-def _enqueue_with_orm(rows: Sequence[NewDelivery], using: str, ids: bool) -> list[int]:
+def _write_with_orm(rows: Sequence[NewDelivery], using: str, ids: bool) -> list[int]:
     from signalbox.models import Delivery
 
     objs = [
@@ -79,6 +117,7 @@ def _enqueue_with_orm(rows: Sequence[NewDelivery], using: str, ids: bool) -> lis
             signal=row.signal,
             receiver=row.receiver,
             payload=row.payload,
+            engine=row.engine,
             queue=row.queue,
             priority=row.priority,
             max_attempts=row.max_attempts,
@@ -87,5 +126,10 @@ def _enqueue_with_orm(rows: Sequence[NewDelivery], using: str, ids: bool) -> lis
         )
         for row in rows
     ]
+    if ids and not connections[using].features.can_return_rows_from_bulk_insert:
+        # MySQL cannot say which ids a multi-row INSERT made: one at a time.
+        for obj in objs:
+            obj.save(using=using, force_insert=True)
+        return [obj.pk for obj in objs]
     created = Delivery.objects.using(using).bulk_create(objs)
     return [obj.pk for obj in created] if ids else []

@@ -33,7 +33,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from signalbox import conf, outbox, registry
+from signalbox import _connections, conf, engines, outbox, registry
 from signalbox.worker._acks import Acknowledger
 from signalbox.worker._listen import Listener
 from signalbox.worker._run import Outcome, run_delivery
@@ -100,6 +100,8 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None  # run() makes it
         self._done = threading.Event()
         self._receivers = registry.registry.background()
+        # The aliases whose rows this worker claims: the embedded engine's.
+        self._engines = engines.aliases(embedded=True)
         self._acks = Acknowledger(using, self._acknowledged, self._bookkeeping)
         self._relaxed: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -181,7 +183,12 @@ class Worker:
     def _due(self) -> bool:
         try:
             self._bookkeeping()
-            return outbox.due_for(self.queues, list(self._receivers), using=self.using)
+            return outbox.due_for(
+                self.queues,
+                list(self._receivers),
+                using=self.using,
+                engines=self._engines,
+            )
         except Exception:  # the database went away: say "maybe", look again
             connections[self.using].close()
             return True
@@ -215,6 +222,7 @@ class Worker:
                 limit=limit,
                 lease=self.settings.lease,
                 using=self.using,
+                engines=self._engines,
             )
         except Exception as error:  # the database went away: reconnect, go on
             logger.warning("Claiming failed (%s); retrying.", error)
@@ -282,7 +290,7 @@ class Worker:
             connections[self.using].close()
             return None
         finally:
-            _tidy_connections()
+            _connections.tidy()
 
     def _call(
         self,
@@ -346,7 +354,7 @@ class Worker:
             logger.warning("Worker housekeeping (%s) failed: %s", task.__name__, error)
             connections[self.using].close()
         finally:
-            _tidy_connections()
+            _connections.tidy()
 
     def _extend(self) -> None:
         outbox.extend(
@@ -370,6 +378,7 @@ class Worker:
             known=known | set(self._receivers),
             grace=self.settings.unknown_receiver_grace,
             using=self.using,
+            engines=self._engines,
         )
         if buried:
             logger.error(
@@ -448,24 +457,6 @@ class Worker:
             for each in claimed:
                 self._held.pop(each.id, None)
         logger.warning("Gave back %d deliveries (%s).", released, why)
-
-
-def _tidy_connections() -> None:
-    """Keep this thread's connections between deliveries, unless one is broken.
-
-    Opening a connection per delivery (what ``close_old_connections()`` does
-    with Django's default ``CONN_MAX_AGE = 0``) cost more than the delivery;
-    a connection is closed only when an error left it unusable, or a receiver
-    left it outside autocommit.
-    """
-    for connection in connections.all(initialized_only=True):
-        if connection.connection is None:
-            continue
-        broken = connection.errors_occurred and not connection.is_usable()
-        if broken or not connection.get_autocommit():
-            connection.close()
-        else:
-            connection.errors_occurred = False
 
 
 def install_signal_handlers(worker: Worker) -> None:

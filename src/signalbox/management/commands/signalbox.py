@@ -3,8 +3,11 @@
 ``list [--json]``
     Every signal that has receivers, with each receiver's key, mode, sender
     filter and ``file:line``.
-``worker [--queues a,b] [--concurrency N] [--burst] [--max-deliveries N]``
-    Run background receivers from the outbox.
+``worker [--queues a,b] [--concurrency N] [--burst] [--max-deliveries N] [--relay]``
+    Run background receivers from the outbox (``--relay``: and relay, below).
+``relay [--once]``
+    Hand to Celery, RQ, … the deliveries their engines do not have yet:
+    those a process could not hand over, and retries once due.
 ``status [--json]``
     Deliveries per queue and receiver, by state, with the oldest waiting row's
     age, and the keys no running worker knows.
@@ -18,6 +21,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -25,6 +30,7 @@ from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Q
 
 from signalbox import conf, outbox
+from signalbox.engines.relay import Relay
 from signalbox.observe import inventory, status
 from signalbox.worker import Worker, install_signal_handlers
 
@@ -51,6 +57,15 @@ class Command(BaseCommand):
         )
         worker.add_argument("--max-deliveries", type=_positive, default=None)
         worker.add_argument("--database", default=DEFAULT_DB_ALIAS)
+        worker.add_argument(
+            "--relay", action="store_true", help="Also run the relay (see relay)."
+        )
+
+        relay = subcommands.add_parser(
+            "relay", help="Hand engines the deliveries they do not have yet."
+        )
+        relay.add_argument("--once", action="store_true", help="One pass, then exit.")
+        relay.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
         report = subcommands.add_parser("status", help="Deliveries by state.")
         report.add_argument("--json", action="store_true", help="Print JSON.")
@@ -97,9 +112,26 @@ class Command(BaseCommand):
             using=options["database"],
         )
         install_signal_handlers(worker)
-        counts = worker.run()
+        relay = Relay(using=options["database"]) if options["relay"] else None
+        if relay is not None:
+            threading.Thread(target=relay.run, name="signalbox-relay").start()
+        try:
+            counts = worker.run()
+        finally:
+            if relay is not None:
+                relay.stop()
         summary = ", ".join(f"{n} {o.value}" for o, n in counts.by_outcome.items())
         self.stdout.write(f"Worker stopped: {summary or 'nothing ran'}.")
+
+    def _relay(self, options: dict[str, Any]) -> None:
+        relay = Relay(using=options["database"])
+        if options["once"]:
+            self.stdout.write(f"Handed over {relay.run_once()} deliveries.")
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: relay.stop())
+        relay.run()
+        self.stdout.write("Relay stopped.")
 
     def _status(self, options: dict[str, Any]) -> None:
         report = status.report(using=options["database"])

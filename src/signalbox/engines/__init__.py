@@ -1,0 +1,204 @@
+"""Engines: who runs background receivers once their rows are committed.
+
+Configured by alias, the way Django configures ``CACHES``::
+
+    SIGNALBOX = {"ENGINES": {
+        "default": {"BACKEND": "signalbox.engines.celery.CeleryEngine",
+                    "OPTIONS": {"app": "proj.celery.app"}},
+        "local": {"BACKEND": "signalbox.engines.threads.ThreadEngine"},
+    }}
+
+With nothing configured, ``"default"`` is the embedded worker (``manage.py
+signalbox worker``), which claims its rows from the outbox itself. Any other
+engine is *handed* each delivery after the sender's transaction commits: its
+message carries only the delivery id, and its task calls
+:func:`signalbox.engines.remote.deliver`, which claims the row under a lease and runs
+it through the same code as the embedded worker. The outbox row stays the
+source of truth: a hand-over that fails (the broker is down) leaves the row
+for ``manage.py signalbox relay``, and retries and delays are scheduled in
+the outbox, never by the broker.
+
+A receiver picks an engine with ``engine="alias"``. This module holds the
+:class:`Engine` base class and loads the configured engines; it imports no
+engine's client library until that engine is configured.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from django.core import checks
+from django.core.signals import setting_changed
+from django.db import transaction
+from django.utils.module_loading import import_string
+
+from signalbox import conf, outbox
+from signalbox.exceptions import ConfigurationError
+
+
+class Engine:
+    """Hands committed deliveries to a job system. Subclass it for a new one.
+
+    A subclass validates ``options`` in ``__init__`` (raising
+    :class:`~signalbox.ConfigurationError`, an ``ImproperlyConfigured``, with
+    what is wrong and what to write instead), sends one message per delivery
+    in :meth:`publish`, and says in :meth:`check` what Django's system checks
+    should report. Its task on the other side calls
+    :func:`signalbox.engines.remote.deliver` with the id (and the database
+    alias, if not ``"default"``) and nothing else.
+    """
+
+    embedded: ClassVar[bool] = False
+    """True for the embedded worker, which claims rows itself: nothing is
+    handed to it."""
+    supports_delay: ClassVar[bool] = True
+    """Delays and retries are scheduled in the outbox and handed over once
+    due, so every engine supports them."""
+    supports_priority: ClassVar[bool] = False
+    """Whether ``priority=`` reaches the engine (the outbox orders by it
+    either way when it hands rows over)."""
+    supports_queues: ClassVar[bool] = False
+    """Whether ``queue=`` picks where the engine runs a delivery."""
+
+    def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
+        self.alias = alias
+        self.options = dict(options)
+
+    def publish(self, handovers: Sequence[outbox.Handover]) -> None:
+        """Send one message per delivery; raise if the engine did not take them.
+
+        Must not block for long (a few seconds at most): it runs on the
+        hand-over thread and in the relay, never in a request.
+        """
+        raise NotImplementedError
+
+    def check(self) -> list[checks.CheckMessage]:
+        """What ``manage.py check`` should say about this engine."""
+        return []
+
+    def close(self) -> None:
+        """Let go of connections and threads (tests, shutdown)."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.alias!r}>"
+
+
+_lock = threading.Lock()
+_engines: dict[str, Engine] = {}
+
+
+def get(alias: str) -> Engine:
+    """The engine configured as ``alias``, built on first use and kept.
+
+    Raises :class:`~signalbox.ConfigurationError` for an unknown alias, a
+    backend that cannot be imported or is not an :class:`Engine`, or options
+    the engine refuses.
+    """
+    engine = _engines.get(alias)
+    if engine is not None:
+        return engine
+    with _lock:
+        if alias not in _engines:
+            _engines[alias] = _build(alias)
+        return _engines[alias]
+
+
+def _build(alias: str) -> Engine:
+    configured = conf.get().engines
+    if alias not in configured:
+        raise ConfigurationError(
+            f"No engine {alias!r} in settings.SIGNALBOX['ENGINES']; "
+            f"the aliases there are {sorted(configured)}."
+        )
+    backend = configured[alias].backend
+    try:
+        engine_class = import_string(backend)  # a path from settings, never a row
+    except ImportError as error:
+        raise ConfigurationError(
+            f"settings.SIGNALBOX['ENGINES'][{alias!r}]['BACKEND'] is {backend!r}, "
+            f"which cannot be imported ({error}). Is its extra installed, "
+            f"e.g. pip install signalbox[celery]?"
+        ) from error
+    if not (isinstance(engine_class, type) and issubclass(engine_class, Engine)):
+        raise ConfigurationError(
+            f"settings.SIGNALBOX['ENGINES'][{alias!r}]['BACKEND'] is {backend!r}, "
+            f"which is not a subclass of signalbox.engines.Engine."
+        )
+    return engine_class(alias, configured[alias].options)
+
+
+def aliases(*, embedded: bool) -> list[str]:
+    """The configured aliases whose engine is (or is not) the embedded worker."""
+    return [alias for alias in conf.get().engines if get(alias).embedded == embedded]
+
+
+def load_all() -> dict[str, Engine]:
+    """Build every configured engine now: a misconfiguration fails at startup."""
+    return {alias: get(alias) for alias in conf.get().engines}
+
+
+def reset() -> None:
+    """Close and forget the engines built so far (settings changed, tests)."""
+    with _lock:
+        built = list(_engines.values())
+        _engines.clear()
+    for engine in built:
+        engine.close()
+
+
+def _on_setting_changed(*, setting: str, **kwargs: object) -> None:
+    if setting == "SIGNALBOX":
+        reset()
+
+
+setting_changed.connect(_on_setting_changed, dispatch_uid="signalbox.engines")
+
+
+def after_commit(
+    rows: Sequence[outbox.NewDelivery], using: str
+) -> Callable[[list[int]], None]:
+    """What :func:`signalbox.outbox.enqueue` calls with the new rows' ids: it
+    arranges for them to be handed to their engines once the transaction
+    commits (never after a rollback), on the hand-over thread, so the
+    sender never waits for a broker."""
+    return functools.partial(_hand_over_on_commit, rows, using)
+
+
+def _hand_over_on_commit(
+    rows: Sequence[outbox.NewDelivery], using: str, ids: list[int]
+) -> None:
+    from signalbox.engines import _handoff
+
+    handovers = [
+        outbox.Handover(pk, row.engine, row.queue, row.priority, using)
+        for pk, row in zip(ids, rows, strict=True)
+    ]
+    transaction.on_commit(
+        functools.partial(_handoff.publisher.submit, handovers),
+        using=using,
+        robust=True,
+    )
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Wait until this process has handed over what its commits gave it.
+
+    For tests and for a clean exit; False if ``timeout`` passed first.
+    """
+    from signalbox.engines import _handoff
+
+    return _handoff.publisher.flush(timeout)
+
+
+__all__ = [
+    "Engine",
+    "after_commit",
+    "aliases",
+    "flush",
+    "get",
+    "load_all",
+    "reset",
+]

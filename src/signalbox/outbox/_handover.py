@@ -1,0 +1,84 @@
+"""Which committed rows an engine (Celery, RQ, …) may not have yet, and marking
+the ones handed to it.
+
+A row of an engine other than the embedded worker is handed over once its
+transaction commits. Whatever was not (the broker was down, the process
+died), and whatever fell due again (a retry, a rescued lease), the relay
+finds here and hands over; a message that seems lost is handed over again
+after ``redeliver``, then twice that, and so on. A duplicate message runs
+nothing: the engine's task claims the row by id, under a lease.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Now
+
+from signalbox._states import WAITING
+from signalbox.outbox._base import Handover, _rows, ago
+
+_MOST_DOUBLINGS = 6  # a lost message is looked for again at most 64x later
+
+
+def handover_due(
+    *,
+    engines: Iterable[str],
+    grace: timedelta,
+    redeliver: timedelta,
+    limit: int,
+    using: str,
+) -> list[Handover]:
+    """Up to ``limit`` due rows of ``engines`` their engine may not have.
+
+    That is a row never handed over and older than ``grace`` (which leaves
+    the sending process time to hand it over itself), a row not handed over
+    since it last fell due, and a row handed over ``handovers`` times, the
+    last one more than ``redeliver * 2 ** (handovers - 1)`` ago.
+    """
+    due = _rows(using).due().filter(engine__in=list(engines))
+    never = Q(handed_over_at__isnull=True, enqueued_at__lt=ago(grace))
+    again = Q(handed_over_at__lt=F("scheduled_at"))
+    late = Q(handed_over_at__lt=ago(redeliver))
+    rows = (
+        due.filter(never | again | late)
+        .annotate(now=Now())
+        .order_by("priority", "scheduled_at", "id")
+        .values_list(
+            "id",
+            "engine",
+            "queue",
+            "priority",
+            "handed_over_at",
+            "scheduled_at",
+            "handovers",
+            "now",
+        )[:limit]
+    )
+    found = []
+    for pk, engine, queue, priority, handed, scheduled, handovers, now in rows:
+        if handed is not None and handed >= scheduled:
+            doublings = min(max(handovers - 1, 0), _MOST_DOUBLINGS)
+            if handed > now - redeliver * 2**doublings:
+                continue  # handed over lately enough: its message may yet come
+        found.append(Handover(pk, engine, queue, priority, using))
+    return found
+
+
+def mark_handed_over(ids: Iterable[int], *, using: str) -> int:
+    """Record that the rows ``ids`` were handed to their engine just now.
+
+    Rows that are no longer waiting (the engine already ran them) are left
+    alone. Returns how many rows were marked.
+    """
+    fresh = Q(handed_over_at__isnull=True) | Q(handed_over_at__lt=F("scheduled_at"))
+    return (
+        _rows(using)
+        .filter(id__in=list(ids), state__in=WAITING)
+        .update(
+            handovers=Case(When(fresh, then=Value(1)), default=F("handovers") + 1),
+            handed_over_at=Now(),
+        )
+    )

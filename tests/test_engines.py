@@ -1,0 +1,312 @@
+"""Engines: configured by alias, handed committed rows after the commit, and the
+relay for what was not handed over; the thread engine end to end."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core import checks
+from django.db import connections, transaction
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+
+import signalbox
+from signalbox import ConfigurationError, ReceiverError, engines, outbox
+from signalbox._states import State
+from signalbox.checks import check_engines
+from signalbox.engines.relay import Relay
+from signalbox.engines.remote import deliver
+from signalbox.models import Delivery
+from signalbox.worker import Outcome, Worker
+from tests.testapp.engines import RecordingEngine
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+EMBEDDED = {"BACKEND": "signalbox.engines.embedded.EmbeddedEngine"}
+RECORDING = {"BACKEND": "tests.testapp.engines.RecordingEngine"}
+THREADS = {"BACKEND": "signalbox.engines.threads.ThreadEngine"}
+
+order_paid = signalbox.Signal()
+ran: list[Any] = []
+
+
+def remote_job(sender: object, **kwargs: Any) -> None:
+    delivery = signalbox.current_delivery()
+    ran.append((kwargs.get("n"), delivery.attempt if delivery else None))
+
+
+def failing_job(sender: object, **kwargs: Any) -> None:
+    raise RuntimeError("the mail server is down")
+
+
+def slow_job(sender: object, **kwargs: Any) -> None:
+    time.sleep(float(kwargs["seconds"]))
+    ran.append("slow")
+
+
+@pytest.fixture(autouse=True)
+def configured() -> Iterator[None]:
+    ran.clear()
+    RecordingEngine.handed.clear()
+    RecordingEngine.down = False
+    settings = {
+        "ENGINES": {"default": EMBEDDED, "broker": RECORDING, "threads": THREADS},
+        "HANDOVER_GRACE_SECONDS": 0,
+        "LEASE_SECONDS": 1,
+    }
+    with override_settings(SIGNALBOX=settings):
+        yield
+        engines.flush()
+        for receiver in (remote_job, failing_job, slow_job):
+            order_paid.disconnect(receiver)
+    engines.reset()
+
+
+def connect(receiver: Any, engine: str = "broker", **options: Any) -> None:
+    signalbox.connect(order_paid, receiver, run="background", engine=engine, **options)
+
+
+# -- configuration ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("engines_setting", "message"),
+    [
+        ({"other": EMBEDDED}, 'needs a "default"'),
+        ({"default": {"OPTIONS": {}}}, "must name a BACKEND"),
+        ({"default": {"BACKEND": "x.Y", "TIMEOUT": 1}}, "takes BACKEND and OPTIONS"),
+        ({"default": {"BACKEND": "nowhere.Engine"}}, "cannot be imported"),
+        ({"default": {"BACKEND": "collections.OrderedDict"}}, "not a subclass"),
+        ({"default": {**EMBEDDED, "OPTIONS": {"x": 1}}}, "takes no OPTIONS"),
+        ({"default": {**THREADS, "OPTIONS": {"threads": 0}}}, "at least 1 thread"),
+        ({"default": {**THREADS, "OPTIONS": {"pool": 2}}}, "takes OPTIONS"),
+    ],
+)
+def test_a_misconfigured_engine_is_a_clear_error(
+    engines_setting: dict[str, Any], message: str
+) -> None:
+    with (
+        override_settings(SIGNALBOX={"ENGINES": engines_setting}),
+        pytest.raises(ConfigurationError, match=message),
+    ):
+        engines.load_all()
+
+
+def test_the_system_check_reports_a_misconfigured_engine() -> None:
+    with override_settings(SIGNALBOX={"ENGINES": {"default": {"BACKEND": "no.Such"}}}):
+        [error] = check_engines()
+    assert error.id == "signalbox.E002"
+    assert "cannot be imported" in error.msg
+
+
+def test_a_receiver_naming_an_unknown_engine_is_refused_at_connect() -> None:
+    with pytest.raises(ReceiverError, match=r"engine='celery' is not in .*'broker'"):
+        connect(remote_job, engine="celery")
+
+
+def test_options_an_engine_ignores_are_a_warning() -> None:
+    connect(remote_job, engine="threads", queue="mail")
+    warnings = [m for m in check_engines() if m.id == "signalbox.W001"]
+    assert len(warnings) == 1
+    assert "sets queue, which engine 'threads'" in warnings[0].msg
+    assert warnings[0].level == checks.WARNING
+
+
+def test_without_engines_the_embedded_worker_runs_everything() -> None:
+    with override_settings(SIGNALBOX={}):
+        assert engines.aliases(embedded=True) == ["default"]
+        assert engines.aliases(embedded=False) == []
+
+
+# -- handing over after the commit --------------------------------------------
+
+
+def test_committed_rows_are_handed_over_after_the_commit_only() -> None:
+    connect(remote_job)
+    with transaction.atomic():
+        order_paid.send(sender=None, n=1)
+        engines.flush()
+        assert RecordingEngine.handed == []  # nothing before the commit
+    assert engines.flush()
+    [handed] = RecordingEngine.handed
+    row = Delivery.objects.get()
+    assert (handed.id, handed.engine, handed.using) == (row.id, "broker", "default")
+    assert row.engine == "broker"
+    assert row.handed_over_at is not None
+    assert row.handovers == 1
+
+
+def test_a_rollback_hands_nothing_over() -> None:
+    connect(remote_job)
+    try:
+        with transaction.atomic():
+            order_paid.send(sender=None, n=1)
+            raise ZeroDivisionError
+    except ZeroDivisionError:
+        pass
+    assert engines.flush()
+    assert RecordingEngine.handed == []
+    assert Delivery.objects.count() == 0
+
+
+def test_the_send_adds_one_statement_and_waits_for_no_broker() -> None:
+    connect(remote_job)
+    RecordingEngine.down = True
+    with transaction.atomic():
+        with CaptureQueriesContext(connections["default"]) as queries:
+            order_paid.send(sender=None, n=1)
+        assert len(queries) == 1
+    assert engines.flush()
+    # The broker refused: the row simply stays, for the relay.
+    row = Delivery.objects.get()
+    assert (row.state, row.handed_over_at) == (State.AVAILABLE, None)
+
+
+def test_the_embedded_worker_leaves_other_engines_rows_alone() -> None:
+    connect(remote_job)
+    order_paid.send(sender=None, n=1)
+    assert Worker(burst=True).run().by_outcome == {}
+    assert Delivery.objects.get().state == State.AVAILABLE
+
+
+# -- the remote body ----------------------------------------------------------
+
+
+def test_deliver_runs_a_due_row_once_and_records_it() -> None:
+    connect(remote_job)
+    order_paid.send(sender=None, n=7)
+    pk = Delivery.objects.get().pk
+    assert deliver(pk, engine="broker") == Outcome.COMPLETED
+    assert deliver(pk, engine="broker") is None  # a redelivered message
+    assert ran == [(7, 1)]
+    assert Delivery.objects.get().state == State.COMPLETED
+
+
+@pytest.mark.parametrize("which", ["completed", "dead", "missing", "leased", "other"])
+def test_a_forged_or_stale_message_runs_nothing(which: str) -> None:
+    connect(remote_job)
+    order_paid.send(sender=None, n=1)
+    row = Delivery.objects.get()
+    engine = "broker"
+    if which in ("completed", "dead"):
+        Delivery.objects.filter(pk=row.pk).update(state=which)
+    elif which == "leased":
+        Delivery.objects.filter(pk=row.pk).update(
+            state=State.EXECUTING, lease_token=uuid.uuid4()
+        )
+    elif which == "other":
+        engine = "threads"
+    pk = row.pk + 1000 if which == "missing" else row.pk
+    assert deliver(pk, engine=engine) is None
+    assert ran == []
+
+
+def test_failures_are_retried_through_the_outbox_then_handed_over_again() -> None:
+    connect(failing_job, retries=2, backoff=signalbox.Backoff(base=timedelta(0)))
+    order_paid.send(sender=None)
+    pk = Delivery.objects.get().pk
+    assert engines.flush()
+    assert deliver(pk, engine="broker") == Outcome.RETRYING
+    row = Delivery.objects.get()
+    assert (row.state, row.attempt) == (State.RETRYABLE, 1)
+    RecordingEngine.handed.clear()
+    assert Relay().run_once() == 1  # fell due again: handed over once more
+    assert [h.id for h in RecordingEngine.handed] == [pk]
+    assert deliver(pk, engine="broker") == Outcome.DEAD
+    row = Delivery.objects.get()
+    assert (row.state, row.reason) == (State.DEAD, "max_attempts")
+    assert "the mail server is down" in row.error
+
+
+def test_a_long_delivery_keeps_its_lease() -> None:
+    connect(slow_job)
+    order_paid.send(sender=None, seconds=2.5)  # LEASE_SECONDS is 1
+    pk = Delivery.objects.get().pk
+    assert deliver(pk, engine="broker") == Outcome.COMPLETED
+    assert outbox.rescue(using="default") == 0
+    assert ran == ["slow"]
+
+
+# -- the relay ----------------------------------------------------------------
+
+
+def test_the_relay_hands_over_what_the_sender_could_not() -> None:
+    connect(remote_job)
+    RecordingEngine.down = True
+    order_paid.send(sender=None, n=1)
+    assert engines.flush()
+    relay = Relay()
+    assert relay.run_once() == 0  # still down: backs off
+    RecordingEngine.down = False
+    assert relay.run_once() == 0  # within its pause
+    relay._paused_until.clear()
+    assert relay.run_once() == 1
+    assert Relay().run_once() == 0  # marked: not handed over twice
+    assert len(RecordingEngine.handed) == 1
+
+
+def test_the_relay_leaves_fresh_rows_to_their_sender_for_the_grace_period() -> None:
+    connect(remote_job)
+    RecordingEngine.down = True
+    with override_settings(
+        SIGNALBOX={
+            "ENGINES": {"default": EMBEDDED, "broker": RECORDING},
+            "HANDOVER_GRACE_SECONDS": 60,
+        }
+    ):
+        order_paid.send(sender=None, n=1)
+        assert engines.flush()
+        RecordingEngine.down = False
+        assert Relay().run_once() == 0
+
+
+def test_a_lost_message_is_handed_over_again_later_and_later() -> None:
+    connect(remote_job)
+    order_paid.send(sender=None, n=1)
+    assert engines.flush()
+    pk = Delivery.objects.get().pk
+
+    def handed_ago(seconds: float, handovers: int) -> None:
+        Delivery.objects.filter(pk=pk).update(
+            handed_over_at=outbox.ago(timedelta(seconds=seconds)),
+            scheduled_at=outbox.ago(timedelta(hours=1)),
+            handovers=handovers,
+        )
+
+    def due(redeliver: float) -> bool:
+        found = outbox.handover_due(
+            engines=["broker"],
+            grace=timedelta(0),
+            redeliver=timedelta(seconds=redeliver),
+            limit=10,
+            using="default",
+        )
+        return [h.id for h in found] == [pk]
+
+    handed_ago(100, 1)
+    assert not due(redeliver=200)
+    assert due(redeliver=50)
+    handed_ago(100, 2)  # the second hand-over waits twice as long
+    assert not due(redeliver=60)
+    assert due(redeliver=40)
+
+
+# -- the thread engine, end to end --------------------------------------------
+
+
+def test_the_thread_engine_runs_committed_deliveries_in_this_process() -> None:
+    connect(remote_job, engine="threads")
+    with transaction.atomic():
+        for n in range(5):
+            order_paid.send(sender=None, n=n)
+    assert engines.flush()
+    deadline = time.monotonic() + 10
+    while Delivery.objects.completed().count() < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(ran) == [(n, 1) for n in range(5)]
+    assert Delivery.objects.completed().count() == 5
