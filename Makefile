@@ -33,12 +33,12 @@ $(UV):
 # One virtualenv per pair, synced from uv.lock (never re-resolved: --locked).
 $(ENV_MAIN)/.synced: $(UV) uv.lock pyproject.toml
 	UV_PROJECT_ENVIRONMENT=$(ENV_MAIN) $(UV) sync --quiet --locked --python $(PY311) \
-		--group django52 --group test --group lint --group bench
+		--group django52 --group test --group lint --group bench --group engines
 	@touch $@
 
 $(ENV_NEXT)/.synced: $(UV) uv.lock pyproject.toml
 	UV_PROJECT_ENVIRONMENT=$(ENV_NEXT) $(UV) sync --quiet --locked --python $(PY312) \
-		--group django61 --group test --group lint
+		--group django61 --group test --group lint --group engines
 	@touch $@
 
 demo: $(ENV_MAIN)/.synced

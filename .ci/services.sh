@@ -40,3 +40,13 @@ if ! redis_up; then
   fi
   wait_for Redis redis_up || need Redis
 fi
+
+# RabbitMQ: the engines' integration tests (Celery and Dramatiq over AMQP).
+rabbitmq_up() { timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5672' 2>/dev/null; }
+if ! rabbitmq_up; then
+  if command -v rabbitmq-server >/dev/null; then
+    echo "services: starting RabbitMQ"
+    rabbitmq-server -detached || true
+  fi
+  wait_for RabbitMQ rabbitmq_up || need RabbitMQ
+fi
