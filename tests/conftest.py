@@ -27,14 +27,38 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
+# Brokers the engines' integration tests talk to, by marker.
+BROKERS = {"redis": ("127.0.0.1", 6379), "rabbitmq": ("127.0.0.1", 5672)}
+
+
 def pytest_collection_modifyitems(
     config: pytest.Config, items: list[pytest.Item]
 ) -> None:
+    answering = {name: _answers(*where) for name, where in BROKERS.items()}
     for item in items:
         if "postgres" in item.keywords and test_settings.ENGINE != "postgres":
             item.add_marker(
                 pytest.mark.skip(reason="runs with SIGNALBOX_TEST_DB=postgres")
             )
+        for name, (host, port) in BROKERS.items():
+            if name not in item.keywords or answering[name]:
+                continue
+            message = f"{name} is not answering on {host}:{port}"
+            if os.environ.get("CI"):
+                # Under CI a missing service fails the test, never skips it.
+                item.add_marker(pytest.mark.usefixtures("_missing_" + name))
+            else:
+                item.add_marker(pytest.mark.skip(reason=message))
+
+
+@pytest.fixture
+def _missing_redis() -> None:
+    pytest.fail("Redis is not answering on 127.0.0.1:6379 (start it: make services)")
+
+
+@pytest.fixture
+def _missing_rabbitmq() -> None:
+    pytest.fail("RabbitMQ is not answering on 127.0.0.1:5672 (start it: make services)")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
