@@ -33,6 +33,10 @@ _INSERT_ROW = {
 _NOTIFY_ROWS = "SELECT id, pg_notify('signalbox', '') FROM rows"
 
 
+# One encoder for every send: json.dumps() with options builds a new one.
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def insert(
     vendor: str, rows: Sequence[tuple[str, str, str, str, int, Any, int]], ids: bool
 ) -> tuple[str, list[Any]] | None:
@@ -60,7 +64,7 @@ def insert(
             engine,
             queue,
             priority,
-            json.dumps(payload, separators=(",", ":")),
+            _compact(payload),
             max_attempts,
         )
     return sql, params
