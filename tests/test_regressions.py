@@ -87,3 +87,42 @@ def test_a_delivery_that_goes_dead_is_logged(caplog: pytest.LogCaptureFixture) -
 
 def always_fails(sender: object, **kwargs: Any) -> None:
     raise RuntimeError("down")
+
+
+def test_sigterm_while_the_main_thread_holds_a_wait_lock_still_stops() -> None:
+    # The handler called worker.stop(), which sets Events, from whatever
+    # bytecode the main thread was at; leaving _wake.wait() it holds that
+    # Event's lock, so SIGTERM hung the worker for good (1 run in 6 in the
+    # reliability harness's SIGTERM scenario). Here another thread plays the
+    # main thread, holding every Event's lock while the handler runs.
+    import asyncio
+    import signal
+    import threading
+
+    from signalbox.worker import Worker, install_signal_handlers
+
+    worker = Worker(concurrency=1)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    install_signal_handlers(worker)
+    handle = signal.getsignal(signal.SIGTERM)
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+    events = [v for v in vars(worker).values() if isinstance(v, threading.Event)]
+    assert callable(handle)
+    assert events
+
+    def signalled_while_waiting() -> None:
+        for event in events:
+            event._cond.acquire()  # type: ignore[attr-defined]
+        handle(signal.SIGTERM, None)
+        for event in events:
+            event._cond.release()  # type: ignore[attr-defined]
+
+    main = threading.Thread(target=signalled_while_waiting, daemon=True)
+    main.start()
+    main.join(timeout=5)
+    assert not main.is_alive(), "the signal handler deadlocked"
+    assert worker.stopping.wait(timeout=5)
+    for value in vars(worker).values():
+        if isinstance(value, asyncio.AbstractEventLoop):
+            value.close()
