@@ -83,21 +83,35 @@ class Proxy:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-        self.cut()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._flowing = asyncio.Event()
-        self._flowing.set()
-        server = self._loop.run_until_complete(
-            asyncio.start_server(self._accept, "127.0.0.1", 0)
-        )
-        self.port = server.sockets[0].getsockname()[1]
+        server = self._loop.run_until_complete(self._open())
         self._ready.set()
         self._loop.run_forever()
+        self._loop.run_until_complete(self._close(server))
+        self._loop.close()
+
+    async def _open(self) -> asyncio.Server:
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+        return server
+
+    async def _close(self, server: asyncio.Server) -> None:
         server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        current = asyncio.current_task()
+        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+        await asyncio.sleep(0.05)  # the aborted transports' connection_lost
 
     async def _accept(
         self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
@@ -111,14 +125,16 @@ class Proxy:
             client_writer.close()
             return
         self._writers |= {client_writer, server_writer}
-        await asyncio.gather(
-            self._pipe(client_reader, server_writer),
-            self._pipe(server_reader, client_writer),
-            return_exceptions=True,
-        )
-        for writer in (client_writer, server_writer):
-            self._writers.discard(writer)
-            writer.close()
+        try:
+            await asyncio.gather(
+                self._pipe(client_reader, server_writer),
+                self._pipe(server_reader, client_writer),
+                return_exceptions=True,
+            )
+        finally:
+            for writer in (client_writer, server_writer):
+                self._writers.discard(writer)
+                writer.transport.abort()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         chunks: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()

@@ -224,7 +224,7 @@ def send_committed(alias: str, signal_name: str, count: int, batch: int = 500, *
     return ids
 
 
-@dataclass
+@dataclass(eq=False)
 class Producer(threading.Thread):
     """Sends in transactions until ``count`` are done or ``stop`` is set.
 
