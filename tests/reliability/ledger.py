@@ -135,13 +135,13 @@ def _raw(using: str) -> Any:
     return held[using]
 
 
-def _vendor(using: str) -> str:
+def vendor(using: str) -> str:
     return str(connections[using].vendor)
 
 
 def _sql(using: str, sql: str) -> str:
-    sql = sql.replace("{now}", NOW[_vendor(using)])
-    return sql.replace("%s", "?") if _vendor(using) == "sqlite" else sql
+    sql = sql.replace("{now}", NOW[vendor(using)])
+    return sql.replace("%s", "?") if vendor(using) == "sqlite" else sql
 
 
 def execute(using: str, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
@@ -195,21 +195,24 @@ def end(using: str, entry: int) -> None:
 
 
 def effect_in_transaction(
-    using: str, *, receiver: str, send_id: int | None, started_at: Any
+    using: str, *, receiver: str, send_id: int | None, started_at: Any | None
 ) -> None:
     """Write the effect row of an ``atomic=True`` receiver on the delivery's connection.
 
-    It commits with the acknowledgement, or not at all.
+    It commits with the acknowledgement, or not at all. ``started_at`` is the
+    probe's start, or None for now (on SQLite, which leaves no probe).
     """
     import signalbox
 
     delivery = signalbox.current_delivery()
     assert delivery is not None
+    clock = NOW[vendor(using)].replace("%", "%%")
+    started = "%s" if started_at is not None else clock
     with connections[using].cursor() as cursor:
         cursor.execute(
             "INSERT INTO reliability_ledger (kind, receiver, atomic, delivery_id, "
             "attempt, send_id, pid, started_at, ended_at) VALUES (%s, %s, %s, %s, "
-            f"%s, %s, %s, %s, {NOW[_vendor(using)].replace('%', '%%')})",
+            f"%s, %s, %s, {started}, {clock})",
             [
                 "effect",
                 receiver,
@@ -218,7 +221,7 @@ def effect_in_transaction(
                 delivery.attempt,
                 send_id,
                 os.getpid(),
-                started_at,
+                *([started_at] if started_at is not None else []),
             ],
         )
 

@@ -60,12 +60,18 @@ def _side_effect(key: str, send_id: int | None, using: str, seconds: float) -> N
 
 
 def _atomic_effect(key: str, send_id: int | None, using: str, seconds: float) -> None:
-    probe = ledger.start(using, kind="probe", receiver=key, send_id=send_id)
+    # SQLite has one writer, and the delivery's transaction holds the lock: a
+    # probe through another connection would wait for it until it timed out.
+    probing, probe = ledger.vendor(using) != "sqlite", 0
+    if probing:
+        probe = ledger.start(using, kind="probe", receiver=key, send_id=send_id)
     time.sleep(seconds)
+    started = ledger.started_at(using, probe) if probing else None
     ledger.effect_in_transaction(
-        using, receiver=key, send_id=send_id, started_at=ledger.started_at(using, probe)
+        using, receiver=key, send_id=send_id, started_at=started
     )
-    ledger.end(using, probe)
+    if probing:
+        ledger.end(using, probe)
 
 
 @signalbox.receiver(effect_sent, run="background")
