@@ -126,3 +126,48 @@ def test_sigterm_while_the_main_thread_holds_a_wait_lock_still_stops() -> None:
     for value in vars(worker).values():
         if isinstance(value, asyncio.AbstractEventLoop):
             value.close()
+
+
+def nested_ok(sender: object, **kwargs: Any) -> None:
+    pass
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_payload_too_deep_to_parse_is_dead_and_spares_its_batch() -> None:
+    # The claim parsed every payload of its batch; JSON nested deeper than
+    # Python's parser goes raised RecursionError there, after the rows were
+    # leased, so the whole batch sat executing until the lease expired, over
+    # and over, and the deep row ended dead as lease_expired, never as
+    # decode_error (found by the reliability harness's fuzzed payloads).
+    from django.db import connection
+
+    from signalbox import outbox
+    from signalbox._states import State
+    from signalbox.models import Delivery
+    from signalbox.worker import Worker
+
+    signal = signalbox.Signal()
+    signalbox.connect(signal, nested_ok, run="background", retries=2)
+    signal.send(sender=None, n=1)
+    [key] = Delivery.objects.values_list("receiver", flat=True)
+    [deep] = outbox.enqueue(
+        [outbox.NewDelivery(signal="x", receiver=key, payload={}, max_attempts=2)],
+        using="default",
+    )
+    # SQLite's CHECK (json_valid) refuses more than 1,000 levels: just under.
+    postgres = connection.vendor == "postgresql"
+    depth = 5000 if postgres else 990
+    text = '{"sender": null, "kwargs": ' + "[" * depth + "]" * depth + "}"
+    cast = "::jsonb" if postgres else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE signalbox_delivery SET payload = %s{cast} WHERE id = %s",
+            [text, deep],
+        )
+    Worker(burst=True, concurrency=2).run()
+    rows = dict(Delivery.objects.values_list("id", "state"))
+    assert rows.pop(deep) == State.DEAD
+    assert list(rows.values()) == [State.COMPLETED]
+    dead = Delivery.objects.values_list("reason", "attempt").get(id=deep)
+    assert dead == ("decode_error", 1)
+    assert Delivery.objects.values_list("attempt").exclude(id=deep).get() == (1,)

@@ -23,9 +23,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections, models, transaction
-from django.db.models import DateTimeField, ExpressionWrapper, F, Q, Value
+from django.db.models import DateTimeField, ExpressionWrapper, F, Q, TextField, Value
 from django.db.models.expressions import CombinedExpression
-from django.db.models.functions import Now
+from django.db.models.functions import Cast, Now
 
 from signalbox._states import WAITING, State
 
@@ -46,6 +46,18 @@ class NewDelivery:
     priority: int = 0
     max_attempts: int = 20
     delay: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """The payload of a claimed row that could not be read back as JSON.
+
+    The database holds it (PostgreSQL's jsonb nests deeper than Python's
+    parser goes, for one), so it cannot be handed to a receiver: running it
+    records a ``decode_error`` saying why.
+    """
+
+    error: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +193,7 @@ def claim(
             lease_expires_at=after(lease),
             attempted_at=Now(),
         )
-    return _claimed(_rows(using).filter(lease_token=token), token)
+    return _claimed(_rows(using).filter(lease_token=token), token, using)
 
 
 _CLAIM_POSTGRESQL = """
@@ -210,9 +222,6 @@ def _claim_postgresql(
     token: uuid.UUID,
     using: str,
 ) -> list[Claimed]:
-    from signalbox.models import Delivery
-
-    field = Delivery._meta.get_field("payload")
     connection = connections[using]
     # One queue (the usual case) is an equality, so the claim can walk the
     # partial "due" index in order instead of sorting every waiting row.
@@ -233,7 +242,7 @@ def _claim_postgresql(
             id=row[0],
             signal=row[1],
             receiver=row[2],
-            payload=field.from_db_value(row[3], None, connection),  # type: ignore[arg-type]
+            payload=_payload(row[3], using),
             attempt=row[4],
             max_attempts=row[5],
             enqueued_at=row[6],
@@ -244,13 +253,14 @@ def _claim_postgresql(
     return sorted(claimed, key=lambda c: c.id)
 
 
-def _claimed(rows: Any, token: uuid.UUID) -> list[Claimed]:
+def _claimed(rows: Any, token: uuid.UUID, using: str) -> list[Claimed]:
+    rows = rows.defer("payload").annotate(raw=Cast("payload", TextField()))
     return [
         Claimed(
             id=row.id,
             signal=row.signal,
             receiver=row.receiver,
-            payload=row.payload,
+            payload=_payload(row.raw, using),
             attempt=row.attempt,
             max_attempts=row.max_attempts,
             enqueued_at=row.enqueued_at,
@@ -258,6 +268,22 @@ def _claimed(rows: Any, token: uuid.UUID) -> list[Claimed]:
         )
         for row in rows.order_by("id")
     ]
+
+
+def _payload(raw: Any, using: str) -> Any:
+    """Read one claimed row's payload; what cannot be read becomes :class:`Unreadable`.
+
+    Row by row, after the claim: a payload that failed to parse inside the
+    claim failed the whole batch, whose rows then sat leased until their
+    leases expired, again on every claim, until they all ran out of attempts.
+    """
+    from signalbox.models import Delivery
+
+    field = Delivery._meta.get_field("payload")
+    try:
+        return field.from_db_value(raw, None, connections[using])  # type: ignore[arg-type]
+    except (RecursionError, ValueError) as error:
+        return Unreadable(f"{type(error).__name__}: {error}")
 
 
 def _held(claimed: Claimed, using: str) -> Any:
