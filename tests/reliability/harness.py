@@ -354,6 +354,31 @@ class Workers:
             *args,
         ]
 
+    def environment(self, src: Path = SRC, **env: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(src)]),
+            "DJANGO_SETTINGS_MODULE": "tests.reliability.settings",
+            "PYTHONUNBUFFERED": "1",
+            "SIGNALBOX_REL_WORKER": "1",
+            **self.env,
+            **env,
+        }
+
+    def manage(self, *args: str, **env: str) -> str:
+        """Run ``python -m django signalbox ARGS`` as a person would; its output."""
+        done = subprocess.run(
+            [sys.executable, "-m", "django", "signalbox", *args],
+            cwd=ROOT,
+            env=self.environment(**env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
     def start(
         self,
         *,
@@ -364,16 +389,9 @@ class Workers:
     ) -> Worker:
         number = len(self.started) + 1
         log = self.folder / f"worker-{number}.log"
-        environment = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(ROOT), str(src)]),
-            "DJANGO_SETTINGS_MODULE": "tests.reliability.settings",
-            "PYTHONUNBUFFERED": "1",
-            "SIGNALBOX_REL_WORKER": "1",
-            "SIGNALBOX_REL_APP": f"signalbox-rel-worker-{number}",
-            **self.env,
-            **env,
-        }
+        environment = self.environment(
+            src, SIGNALBOX_REL_APP=f"signalbox-rel-worker-{number}", **env
+        )
         with log.open("wb") as out:
             process = subprocess.Popen(
                 self.command(concurrency, args),

@@ -36,8 +36,8 @@ TABLES = {
         """CREATE TABLE IF NOT EXISTS reliability_audit (
             id bigserial PRIMARY KEY, op text NOT NULL, delivery_id bigint NOT NULL,
             send_id bigint, old_state text, new_state text, old_attempt integer,
-            new_attempt integer,
-            new_reason text, at timestamptz NOT NULL DEFAULT clock_timestamp())""",
+            new_attempt integer, new_reason text, new_scheduled_at timestamptz,
+            at timestamptz NOT NULL DEFAULT clock_timestamp())""",
         """CREATE TABLE IF NOT EXISTS reliability_faults (
             id bigserial PRIMARY KEY, kind text NOT NULL,
             started_at timestamptz NOT NULL, ended_at timestamptz NOT NULL)""",
@@ -55,9 +55,9 @@ TABLES = {
             IF OLD.state IS DISTINCT FROM NEW.state
                OR OLD.state IN ('completed', 'dead') THEN
                 INSERT INTO reliability_audit (op, delivery_id, old_state, new_state,
-                    old_attempt, new_attempt, new_reason)
+                    old_attempt, new_attempt, new_reason, new_scheduled_at)
                 VALUES ('update', OLD.id, OLD.state, NEW.state, OLD.attempt,
-                    NEW.attempt, NEW.reason);
+                    NEW.attempt, NEW.reason, NEW.scheduled_at);
             END IF;
             RETURN NEW;
         END $$ LANGUAGE plpgsql""",
@@ -80,9 +80,8 @@ TABLES = {
         """CREATE TABLE IF NOT EXISTS reliability_audit (
             id integer PRIMARY KEY AUTOINCREMENT, op text NOT NULL,
             delivery_id bigint NOT NULL, send_id bigint, old_state text,
-            new_state text,
-            old_attempt integer, new_attempt integer, new_reason text,
-            at text NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')))""",
+            new_state text, old_attempt integer, new_attempt integer,
+            new_reason text, new_scheduled_at text, at text NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')))""",
         """CREATE TABLE IF NOT EXISTS reliability_faults (
             id integer PRIMARY KEY AUTOINCREMENT, kind text NOT NULL,
             started_at text NOT NULL, ended_at text NOT NULL)""",
@@ -91,9 +90,9 @@ TABLES = {
             WHEN OLD.state IS NOT NEW.state OR OLD.state IN ('completed', 'dead')
             BEGIN
                 INSERT INTO reliability_audit (op, delivery_id, old_state, new_state,
-                    old_attempt, new_attempt, new_reason)
+                    old_attempt, new_attempt, new_reason, new_scheduled_at)
                 VALUES ('update', OLD.id, OLD.state, NEW.state, OLD.attempt,
-                    NEW.attempt, NEW.reason);
+                    NEW.attempt, NEW.reason, NEW.scheduled_at);
             END""",
         """CREATE TRIGGER IF NOT EXISTS reliability_audit_delete
             AFTER DELETE ON signalbox_delivery
