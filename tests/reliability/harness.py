@@ -507,6 +507,9 @@ INVARIANTS: dict[str, str] = {
         WHERE {send_id} IN (SELECT send_id FROM reliability_sends)
           AND d.state NOT IN ('completed', 'dead')
           AND NOT (d.state = 'scheduled' AND E(d.scheduled_at) > E({now}) + 60)""",
+    "I1 row deleted before it finished": """
+        SELECT a.delivery_id FROM reliability_audit a
+        WHERE a.op = 'delete' AND a.old_state NOT IN ('completed', 'dead')""",
     "I2 delivery from a rolled-back send": """
         SELECT d.id FROM signalbox_delivery d
         WHERE {send_id} IS NOT NULL

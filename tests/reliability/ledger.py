@@ -81,7 +81,8 @@ TABLES = {
             id integer PRIMARY KEY AUTOINCREMENT, op text NOT NULL,
             delivery_id bigint NOT NULL, send_id bigint, old_state text,
             new_state text, old_attempt integer, new_attempt integer,
-            new_reason text, new_scheduled_at text, at text NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')))""",
+            new_reason text, new_scheduled_at text,
+            at text NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')))""",
         """CREATE TABLE IF NOT EXISTS reliability_faults (
             id integer PRIMARY KEY AUTOINCREMENT, kind text NOT NULL,
             started_at text NOT NULL, ended_at text NOT NULL)""",

@@ -174,9 +174,7 @@ def _dead(alias: str, keys: tuple[str, ...]) -> int:
     )
 
 
-def test_rows_naming_unknown_or_hostile_receivers(
-    pg: Workers, tmp_path: Path
-) -> None:
+def test_rows_naming_unknown_or_hostile_receivers(pg: Workers, tmp_path: Path) -> None:
     """Never imported, never called; dead with a reason; re-queued after a deploy."""
     trap, ran, wires = tmp_path / "trap", tmp_path / "ran", tmp_path / "tripwires"
     pg.env.update(SIGNALBOX_REL_TRAP_FILE=str(trap), SIGNALBOX_REL_TRIPWIRES=str(wires))
@@ -187,7 +185,10 @@ def test_rows_naming_unknown_or_hostile_receivers(
     }
     payload = {"sender": None, "kwargs": codec.encode(hostile)}
     outbox.enqueue(
-        [outbox.NewDelivery(signal="x", receiver=key, payload=payload) for key in HOSTILE],
+        [
+            outbox.NewDelivery(signal="x", receiver=key, payload=payload)
+            for key in HOSTILE
+        ],
         using="default",
     )
     # The web release already has a receiver the running workers lack.
@@ -198,7 +199,9 @@ def test_rows_naming_unknown_or_hostile_receivers(
         receivers.later_sent.disconnect(receivers.added_later)
     old = pg.start(concurrency=2)
     wait_for(lambda: _dead("default", (*HOSTILE, LATER)) == 9, 60, "the burials")
-    reasons = sorted({r for (r,) in sql("default", "SELECT reason FROM signalbox_delivery")})
+    reasons = sorted(
+        {r for (r,) in sql("default", "SELECT reason FROM signalbox_delivery")}
+    )
     # The deploy: workers that know the new receiver, then a person re-queues.
     old.signal(signal.SIGTERM)
     old.process.wait(30)
@@ -208,11 +211,13 @@ def test_rows_naming_unknown_or_hostile_receivers(
     for key in HOSTILE:
         pg.manage("retry", "--receiver", key, "--database", "default")
     wait_for(
-        lambda: harness.scalar(
-            "default",
-            "SELECT count(*) FROM signalbox_delivery WHERE state = 'completed'",
-        )
-        == 3,
+        lambda: (
+            harness.scalar(
+                "default",
+                "SELECT count(*) FROM signalbox_delivery WHERE state = 'completed'",
+            )
+            == 3
+        ),
         60,
         "the re-queued deliveries",
     )
@@ -313,7 +318,10 @@ PAYLOADS = st.one_of(
         _json,
     ),
     st.builds(
-        lambda values: {"sender": None, "kwargs": {"format": 1, "values": {"x": values}}},
+        lambda values: {
+            "sender": None,
+            "kwargs": {"format": 1, "values": {"x": values}},
+        },
         _json,
     ),
     st.builds(lambda kwargs: {"sender": None, "kwargs": kwargs}, _json),
@@ -340,9 +348,11 @@ def _generated(count: int) -> list[Any]:
 
 
 def _nested(depth: int) -> str:
-    return '{"sender": null, "kwargs": {"format": 1, "values": {"x": ' + (
-        "[" * depth + "]" * depth
-    ) + "}}}"
+    return (
+        '{"sender": null, "kwargs": {"format": 1, "values": {"x": '
+        + ("[" * depth + "]" * depth)
+        + "}}}"
+    )
 
 
 def _expected(payload: Any) -> str:
@@ -401,7 +411,9 @@ def test_fuzzed_malformed_payloads(pg: Workers, tmp_path: Path) -> None:
         )
     )
     wrong = {
-        pk: (want, outcomes[pk]) for pk, want in expected.items() if outcomes[pk] != want
+        pk: (want, outcomes[pk])
+        for pk, want in expected.items()
+        if outcomes[pk] != want
     }
     events = tripwires.events(wires)
     unrecorded = pg.logs().count("could not record its outcome")
@@ -474,7 +486,7 @@ class Unregistered:
     value: int
 
 
-Point = namedtuple("Point", "x y")  # noqa: PYI024 - the point is a namedtuple
+Point = namedtuple("Point", "x y")
 
 
 def _catalogue() -> dict[str, Any]:
@@ -483,13 +495,13 @@ def _catalogue() -> dict[str, Any]:
     return {
         "a lambda": lambda: None,
         "an object()": object(),
-        "an open file": open(os.devnull),  # noqa: SIM115 - closed below
+        "an open file": open(os.devnull),
         "a socket": socket.socket(),
         "a generator": (n for n in range(3)),
         "an OrderedDict": OrderedDict(a=1),
         "a defaultdict": defaultdict(list),
         "a namedtuple": Point(1, 2),
-        "a SafeString": mark_safe("<b>"),  # noqa: S308 - a constant
+        "a SafeString": mark_safe("<b>"),
         "a lazy translation": gettext_lazy("hello"),
         "an unsaved model instance": Order(number="unsaved"),
         "a dict with int keys": {1: "one"},
