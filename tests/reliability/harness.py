@@ -577,6 +577,22 @@ INVARIANTS: dict[str, str] = {
         GROUP BY a.delivery_id HAVING count(*) > 1""",
 }
 
+# Figures that count invariant violations, by the invariants' names.
+SUMMARY: dict[str, tuple[str, ...]] = {
+    "lost": ("I1",),
+    "phantoms": ("I2",),
+    "stuck": ("I3",),
+    "over_the_limit_or_dead_early": ("I4",),
+    "unexplained_duplicates": ("I5",),
+    "atomic_not_exactly_once": ("I6",),
+    "early_executions": ("I7",),
+    "stale_acks_applied": (
+        "I8 completion without a finished execution",
+        "I8 completion of a row that was not executing",
+    ),
+    "double_completions": ("I8 double completion",),
+}
+
 FIGURES: dict[str, str] = {
     "sends_committed": "SELECT count(*) FROM reliability_sends",
     "deliveries": "SELECT count(*) FROM signalbox_delivery",
@@ -662,17 +678,26 @@ def check(
     atomic = ", ".join(f"'{key}'" for key in _atomic_keys()) or "''"
     values = {"slack": str(lease + 2.0), "atomic": atomic}
     violations: dict[str, list[Any]] = {}
+    counted: dict[str, int] = {}
     for name, query in INVARIANTS.items():
         if any(name.startswith(prefix) for prefix in skip):
             continue
         found = [row[0] for row in sql(alias, query % values)]
+        counted[name] = len(found)
         if found:
             violations[name] = sorted(found)[:10] + (
                 [f"... {len(found)} in all"] if len(found) > 10 else []
             )
     measured: dict[str, Any] = {
-        name: _number(scalar(alias, query % values)) for name, query in FIGURES.items()
+        figure: sum(n for name, n in counted.items() if name.startswith(prefixes))
+        for figure, prefixes in SUMMARY.items()
     }
+    measured.update(
+        {
+            name: _number(scalar(alias, query % values))
+            for name, query in FIGURES.items()
+        }
+    )
     measured["dead_by_reason"] = dict(
         sql(
             alias,

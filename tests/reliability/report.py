@@ -9,19 +9,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.reliability.harness import ROOT
+from tests.reliability.harness import FIGURES, ROOT, SUMMARY
 
-# The figures shown first in the table, when a scenario has them.
+# The checker's own figures shown in the table, first, when they are not
+# zero (lost and phantoms always); the scenario's own figures follow. Every
+# figure is in the JSON lines.
 LEADING = (
     "sends_committed",
     "deliveries",
     "completed",
     "dead",
+    "dead_by_reason",
     "lost",
     "phantoms",
     "duplicates",
     "in_flight_at_faults",
+    "completed_twice",
+    "leases_rescued",
+    "stale_executions",
+    "stale_acks_applied",
+    "double_completions",
 )
+ALWAYS = ("lost", "phantoms")
 
 
 def json_line(result: dict[str, Any]) -> str:
@@ -37,12 +46,22 @@ def _cell(value: Any) -> str:
 
 
 def _figures(figures: dict[str, Any]) -> str:
-    keys = [k for k in LEADING if k in figures]
-    keys += [k for k in figures if k not in keys]
-    return "; ".join(f"{key} {_cell(figures[key])}" for key in keys)
+    standard = set(FIGURES) | set(SUMMARY) | {"dead_by_reason", "faults"}
+    keys = [k for k in LEADING if k in figures and (figures[k] or k in ALWAYS)]
+    keys += [k for k in figures if k not in standard]
+    return "; ".join(f"{key.replace('_', ' ')} {_cell(figures[key])}" for key in keys)
+
+
+GROUPS = ("workers", "database", "concurrency", "bad input", "housekeeping")
+
+
+def _group(result: dict[str, Any]) -> int:
+    prefix = result["scenario"].split(":")[0]
+    return GROUPS.index(prefix) if prefix in GROUPS else len(GROUPS)
 
 
 def table(results: list[dict[str, Any]]) -> str:
+    results = sorted(results, key=_group)
     lines = [
         "| scenario | engine | invariants | figures |",
         "| --- | --- | --- | --- |",
@@ -78,7 +97,7 @@ def write(target: Path, results: list[dict[str, Any]]) -> Path:
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     body = table(results)
-    lines = "\n".join(json_line(result) for result in results)
+    lines = "\n".join(json_line(r) for r in sorted(results, key=_group))
     target.write_text(f"{heading}{body}\n\n## JSON lines\n\n```json\n{lines}\n```\n")
     target.with_suffix(".jsonl").write_text(lines + "\n")
     return target
