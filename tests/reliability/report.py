@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.reliability.harness import FIGURES, ROOT, SUMMARY
+from tests.reliability.invariants import FIGURES, SUMMARY
+from tests.reliability.processes import ROOT
 
 # The checker's own figures shown in the table, first, when they are not
 # zero (lost and phantoms always); the scenario's own figures follow. Every
