@@ -79,7 +79,7 @@ reliability: $(ENV_MAIN)/.synced
 
 soak: $(ENV_MAIN)/.synced
 	SIGNALBOX_RELIABILITY=full SIGNALBOX_RELIABILITY_REPORT=bench/results/reliability-latest.md \
-		$(RELIABILITY)
+		SIGNALBOX_RELIABILITY_DOCS=docs/reliability.md $(RELIABILITY)
 
 test: lint types migrations-check test-matrix reliability
 

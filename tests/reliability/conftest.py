@@ -93,3 +93,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if target:
         written = report.write(Path(target), harness.RESULTS)
         terminalreporter.write_line(f"report written to {written}")
+        docs = os.environ.get("SIGNALBOX_RELIABILITY_DOCS")
+        if docs:
+            report.refresh_docs(Path(docs), written, harness.RESULTS)
+            terminalreporter.write_line(f"table refreshed in {docs}")

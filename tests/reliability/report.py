@@ -80,6 +80,18 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+START, END = "<!-- soak-table -->", "<!-- /soak-table -->"
+
+
+def refresh_docs(docs: Path, report: Path, results: list[dict[str, Any]]) -> None:
+    """Put the table of ``results`` in ``docs``, between the soak-table markers."""
+    text = docs.read_text()
+    before, _, rest = text.partition(START)
+    _, _, after = rest.partition(END)
+    first_lines = report.read_text().split("\n\n")[1]  # the "Run ... at commit" line
+    docs.write_text(f"{before}{START}\n{first_lines}\n\n{table(results)}\n{END}{after}")
+
+
 def write(target: Path, results: list[dict[str, Any]]) -> Path:
     """Write the Markdown report to ``target`` and the JSON lines beside it."""
     commit = subprocess.run(

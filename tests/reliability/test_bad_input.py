@@ -61,7 +61,7 @@ def test_a_receiver_that_always_raises(pg: Workers) -> None:
                 for _, _, error in rows
             ),
             "waits_measured": len(gaps),
-            "wait_over_ceiling_max_s": round(max(w - c for w, c, _ in gaps), 3),
+            "wait_over_ceiling_max_s": round(max(w - c for w, c, _ in gaps), 3) + 0.0,
             "wait_mean_fraction_of_ceiling": round(
                 sum(w / c for w, c, _ in gaps) / len(gaps), 2
             ),
