@@ -18,12 +18,13 @@ PY312 := $(call find_python,3.12)
 ENV_MAIN := .venvs/py311-dj52
 ENV_NEXT := .venvs/py312-dj61
 
-.PHONY: demo test lint types migrations-check test-matrix bench services clean help
+.PHONY: demo test lint types migrations-check test-matrix reliability soak bench services clean help
 
 help:
 	@echo "make demo   run the example shop's scripted scenario on SQLite"
 	@echo "make test   lint, types, migrations check and the suite on SQLite and PostgreSQL,"
 	@echo "            on Python 3.11 + Django 5.2 and Python 3.12 + Django 6.1"
+	@echo "make soak   every reliability scenario at full size; the report goes to bench/results/"
 	@echo "make bench  signalbox's dispatch against django.dispatch.Signal"
 
 $(UV):
@@ -68,7 +69,19 @@ test-matrix: $(ENV_MAIN)/.synced $(ENV_NEXT)/.synced services
 	SIGNALBOX_TEST_DB=sqlite   $(ENV_NEXT)/bin/pytest -q
 	SIGNALBOX_TEST_DB=postgres $(ENV_NEXT)/bin/pytest -q
 
-test: lint types migrations-check test-matrix
+# The fault-injection scenarios (tests/reliability/), once, on the first pair:
+# real worker processes against a private PostgreSQL cluster that they start
+# and crash themselves (never the shared server), and a SQLite file.
+RELIABILITY = $(ENV_MAIN)/bin/pytest -q --ds=tests.reliability.settings tests/reliability
+
+reliability: $(ENV_MAIN)/.synced
+	SIGNALBOX_RELIABILITY=ci $(RELIABILITY)
+
+soak: $(ENV_MAIN)/.synced
+	SIGNALBOX_RELIABILITY=full SIGNALBOX_RELIABILITY_REPORT=bench/results/reliability-latest.md \
+		SIGNALBOX_RELIABILITY_DOCS=docs/reliability.md $(RELIABILITY)
+
+test: lint types migrations-check test-matrix reliability
 
 bench: $(ENV_MAIN)/.synced services
 	$(ENV_MAIN)/bin/python bench/run.py

@@ -18,6 +18,10 @@ from django.dispatch import Signal as DjangoSignal
 import signalbox
 from tests import settings as test_settings
 
+# The reliability scenarios run in a session of their own (make reliability,
+# make soak), which sets SIGNALBOX_RELIABILITY and their settings module.
+collect_ignore = [] if os.environ.get("SIGNALBOX_RELIABILITY") else ["reliability"]
+
 
 def _answers(host: str, port: int) -> bool:
     try:

@@ -107,3 +107,88 @@ def test_an_error_with_a_nul_character_is_still_recorded() -> None:
     row = Delivery.objects.get()
     assert row.reason == "max_attempts"
     assert "ValueError: bad record: a\\x00b" in row.error
+
+
+def test_sigterm_while_the_main_thread_holds_a_wait_lock_still_stops() -> None:
+    # The handler called worker.stop(), which sets Events, from whatever
+    # bytecode the main thread was at; leaving _wake.wait() it holds that
+    # Event's lock, so SIGTERM hung the worker for good (1 run in 6 in the
+    # reliability harness's SIGTERM scenario). Here another thread plays the
+    # main thread, holding every Event's lock while the handler runs.
+    import asyncio
+    import signal
+    import threading
+
+    from signalbox.worker import Worker, install_signal_handlers
+
+    worker = Worker(concurrency=1)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    install_signal_handlers(worker)
+    handle = signal.getsignal(signal.SIGTERM)
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+    events = [v for v in vars(worker).values() if isinstance(v, threading.Event)]
+    assert callable(handle)
+    assert events
+
+    def signalled_while_waiting() -> None:
+        for event in events:
+            event._cond.acquire()  # type: ignore[attr-defined]
+        handle(signal.SIGTERM, None)
+        for event in events:
+            event._cond.release()  # type: ignore[attr-defined]
+
+    main = threading.Thread(target=signalled_while_waiting, daemon=True)
+    main.start()
+    main.join(timeout=5)
+    assert not main.is_alive(), "the signal handler deadlocked"
+    assert worker.stopping.wait(timeout=5)
+    for value in vars(worker).values():
+        if isinstance(value, asyncio.AbstractEventLoop):
+            value.close()
+
+
+def nested_ok(sender: object, **kwargs: Any) -> None:
+    pass
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_payload_too_deep_to_parse_is_dead_and_spares_its_batch() -> None:
+    # The claim parsed every payload of its batch; JSON nested deeper than
+    # Python's parser goes raised RecursionError there, after the rows were
+    # leased, so the whole batch sat executing until the lease expired, over
+    # and over, and the deep row ended dead as lease_expired, never as
+    # decode_error (found by the reliability harness's fuzzed payloads).
+    from django.db import connection
+
+    from signalbox import outbox
+    from signalbox._states import State
+    from signalbox.models import Delivery
+    from signalbox.worker import Worker
+
+    signal = signalbox.Signal()
+    signalbox.connect(signal, nested_ok, run="background", retries=2)
+    signal.send(sender=None, n=1)
+    [key] = Delivery.objects.values_list("receiver", flat=True)
+    [deep] = outbox.enqueue(
+        [outbox.NewDelivery(signal="x", receiver=key, payload={}, max_attempts=2)],
+        using="default",
+        ids=True,
+    )
+    # SQLite's CHECK (json_valid) refuses more than 1,000 levels: just under.
+    postgres = connection.vendor == "postgresql"
+    depth = 5000 if postgres else 990
+    text = '{"sender": null, "kwargs": ' + "[" * depth + "]" * depth + "}"
+    cast = "::jsonb" if postgres else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE signalbox_delivery SET payload = %s{cast} WHERE id = %s",
+            [text, deep],
+        )
+    Worker(burst=True, concurrency=2).run()
+    rows = dict(Delivery.objects.values_list("id", "state"))
+    assert rows.pop(deep) == State.DEAD
+    assert list(rows.values()) == [State.COMPLETED]
+    dead = Delivery.objects.values_list("reason", "attempt").get(id=deep)
+    assert dead == ("decode_error", 1)
+    assert Delivery.objects.values_list("attempt").exclude(id=deep).get() == (1,)

@@ -61,9 +61,11 @@ class Delivery(models.Model):
     receiver = models.CharField(
         max_length=255, help_text="The receiver's registry key."
     )
+    # Database defaults too, so that an INSERT written before these columns
+    # existed (an older release's worker, a hand-written row) still works.
     engine = models.CharField(
         max_length=64,
-        default="default",
+        db_default="default",
         help_text="The alias in SIGNALBOX['ENGINES'] of the engine that runs it.",
     )
     queue = models.CharField(max_length=64, default="default")
@@ -91,7 +93,7 @@ class Delivery(models.Model):
         help_text="When the row was last handed to its engine (not the embedded one).",
     )
     handovers = models.PositiveSmallIntegerField(
-        default=0, help_text="Hand-overs since the row last fell due."
+        db_default=0, help_text="Hand-overs since the row last fell due."
     )
     attempted_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

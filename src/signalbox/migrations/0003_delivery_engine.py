@@ -17,7 +17,7 @@ class Migration(migrations.Migration):
             model_name="delivery",
             name="engine",
             field=models.CharField(
-                default="default",
+                db_default="default",
                 help_text="The alias in SIGNALBOX['ENGINES'] of the engine that runs it.",
                 max_length=64,
             ),
@@ -35,7 +35,7 @@ class Migration(migrations.Migration):
             model_name="delivery",
             name="handovers",
             field=models.PositiveSmallIntegerField(
-                default=0, help_text="Hand-overs since the row last fell due."
+                db_default=0, help_text="Hand-overs since the row last fell due."
             ),
         ),
         migrations.AddIndex(

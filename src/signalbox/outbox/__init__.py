@@ -17,6 +17,7 @@ from signalbox.outbox._base import (
     Claimed,
     Handover,
     NewDelivery,
+    Unreadable,
     after,
     ago,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "Handover",
     "NewDelivery",
     "Pruned",
+    "Unreadable",
     "after",
     "ago",
     "batch",

@@ -33,6 +33,18 @@ class NewDelivery:
 
 
 @dataclass(frozen=True, slots=True)
+class Unreadable:
+    """The payload of a claimed row that could not be read back as JSON.
+
+    The database holds it (PostgreSQL's jsonb nests deeper than Python's
+    parser goes, for one), so it cannot be handed to a receiver: running it
+    records a ``decode_error`` saying why.
+    """
+
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class Handover:
     """A committed delivery an engine is to be given: its id, and where it goes."""
 

@@ -8,12 +8,12 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import F
-from django.db.models.functions import Now
+from django.db.models import F, TextField
+from django.db.models.functions import Cast, Now
 
 from signalbox import _statements
 from signalbox._states import WAITING, State
-from signalbox.outbox._base import Claimed, _rows, after
+from signalbox.outbox._base import Claimed, Unreadable, _rows, after
 
 
 def claim(
@@ -66,7 +66,7 @@ def claim(
             lease_expires_at=after(lease),
             attempted_at=Now(),
         )
-    return _claimed(_rows(using).filter(lease_token=token), token)
+    return _claimed(_rows(using).filter(lease_token=token), token, using)
 
 
 def _claim_postgresql(
@@ -92,9 +92,6 @@ def _claim_postgresql(
 def _returned(
     sql: str, params: list[Any], token: uuid.UUID, using: str
 ) -> list[Claimed]:
-    from signalbox.models import Delivery
-
-    field = Delivery._meta.get_field("payload")
     connection = connections[using]
     with _statements.statement_cursor(connection) as cursor:
         cursor.execute(sql, params)
@@ -104,7 +101,7 @@ def _returned(
             id=row[0],
             signal=row[1],
             receiver=row[2],
-            payload=field.from_db_value(row[3], None, connection),  # type: ignore[arg-type]
+            payload=_payload(row[3], using),
             attempt=row[4],
             max_attempts=row[5],
             enqueued_at=row[6],
@@ -156,17 +153,20 @@ def claim_one(
         )
     if not taken:
         return None
-    found = _claimed(_rows(using).filter(id=delivery_id, lease_token=token), token)
+    found = _claimed(
+        _rows(using).filter(id=delivery_id, lease_token=token), token, using
+    )
     return found[0] if found else None
 
 
-def _claimed(rows: Any, token: uuid.UUID) -> list[Claimed]:
+def _claimed(rows: Any, token: uuid.UUID, using: str) -> list[Claimed]:
+    rows = rows.defer("payload").annotate(raw=Cast("payload", TextField()))
     return [
         Claimed(
             id=row.id,
             signal=row.signal,
             receiver=row.receiver,
-            payload=row.payload,
+            payload=_payload(row.raw, using),
             attempt=row.attempt,
             max_attempts=row.max_attempts,
             enqueued_at=row.enqueued_at,
@@ -174,6 +174,22 @@ def _claimed(rows: Any, token: uuid.UUID) -> list[Claimed]:
         )
         for row in rows.order_by("id")
     ]
+
+
+def _payload(raw: Any, using: str) -> Any:
+    """Read one claimed row's payload; what cannot be read becomes :class:`Unreadable`.
+
+    Row by row, after the claim: a payload that failed to parse inside the
+    claim failed the whole batch, whose rows then sat leased until their
+    leases expired, again on every claim, until they all ran out of attempts.
+    """
+    from signalbox.models import Delivery
+
+    field = Delivery._meta.get_field("payload")
+    try:
+        return field.from_db_value(raw, None, connections[using])  # type: ignore[arg-type]
+    except (RecursionError, ValueError) as error:
+        return Unreadable(f"{type(error).__name__}: {error}")
 
 
 def _held(claimed: Claimed, using: str) -> Any:

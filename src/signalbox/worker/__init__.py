@@ -15,6 +15,7 @@ restarted.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import logging
 import os
@@ -465,10 +466,19 @@ def install_signal_handlers(worker: Worker) -> None:
     def handle(signum: int, frame: object) -> None:
         if worker.stopping.is_set():
             os._exit(1)
-        logger.info(
-            "Received %s; finishing running deliveries.", signal.Signals(signum).name
-        )
-        worker.stop()
+        # A handler runs between two bytecodes of the main thread, which may
+        # be holding the very lock that Event.set() (and logging) take, say
+        # on its way out of _wake.wait(): taking it here would deadlock the
+        # worker for good. A thread of its own takes it once the main thread
+        # lets go (_thread's start takes no lock the main thread may hold).
+        _thread.start_new_thread(_stop, (worker, signum))
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+
+
+def _stop(worker: Worker, signum: int) -> None:
+    logger.info(
+        "Received %s; finishing running deliveries.", signal.Signals(signum).name
+    )
+    worker.stop()

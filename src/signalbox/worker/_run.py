@@ -79,6 +79,10 @@ def run_delivery(
             using,
         )
     try:
+        if isinstance(claimed.payload, outbox.Unreadable):
+            raise DecodeError(
+                f"The payload is not readable JSON: {claimed.payload.error}"
+            )
         kwargs = dict(codec.decode(claimed.payload["kwargs"]))
         kwargs["sender"] = codec.decode_sender(claimed.payload["sender"])
     except (DecodeError, KeyError, TypeError) as error:

@@ -1,0 +1,274 @@
+"""Worker faults: SIGKILL, SIGTERM past the grace period, random kills, SIGSTOP."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import time
+
+from tests.reliability import harness
+from tests.reliability.harness import Faults, Workers, now, size, sql, wait_for
+
+
+def _running_by(alias: str, pid: int) -> int:
+    """Executions by ``pid`` that have started and not ended."""
+    return int(
+        harness.scalar(
+            alias,
+            "SELECT count(*) FROM reliability_ledger WHERE pid = %s "
+            "AND ended_at IS NULL",
+            [pid],
+        )
+    )
+
+
+def _busiest(alias: str, workers: list[harness.Worker]) -> harness.Worker | None:
+    """The live worker running the most executions now, if one runs two or more."""
+    running = {w.pid: _running_by(alias, w.pid) for w in workers if w.alive()}
+    pid = max(running, key=running.__getitem__, default=None)
+    if pid is None or running[pid] < 2:
+        return None
+    return next(w for w in workers if w.pid == pid)
+
+
+def _after_kill(killed: list[tuple[int, int, object]], query: str) -> list[float]:
+    """Seconds from each kill to the first ``query`` time for that delivery."""
+    return [
+        float(
+            harness.scalar(
+                "default",
+                f"SELECT min(E(t)) - E(%s) FROM ({query}) x",
+                [at, pk, attempt],
+            )
+        )
+        for pk, attempt, at in killed
+    ]
+
+
+RESCUED = (
+    "SELECT at AS t FROM reliability_audit WHERE delivery_id = %s "
+    "AND old_attempt = %s AND new_reason = 'lease_expired'"
+)
+RERUN = (
+    "SELECT started_at AS t FROM reliability_ledger WHERE delivery_id = %s "
+    "AND attempt > %s"
+)
+
+
+def test_sigkill_mid_delivery(pg: Workers) -> None:
+    """Kill a worker while it runs deliveries: nothing lost, re-run after the lease.
+
+    Re-delivery is measured two ways: until the lease is found expired and
+    the row is back (the rescue), and until it runs again, which is later by
+    the rows that were due before it.
+    """
+    rounds, count = size(ci=3, full=10), size(ci=200, full=1000)
+    harness.send_committed("default", "effect_sent", count, seconds=0.25)
+    faults = Faults()
+    workers = [pg.start(concurrency=4), pg.start(concurrency=4)]
+    harness.wait_registered("default", workers)
+    killed: list[tuple[int, int, object]] = []
+    for _ in range(rounds):
+        victim: harness.Worker | None = None
+
+        def found() -> bool:
+            nonlocal victim
+            victim = _busiest("default", workers)
+            return victim is not None
+
+        wait_for(found, 30, "a worker running deliveries")
+        assert victim is not None
+        in_flight = sql(
+            "default",
+            "SELECT delivery_id, attempt FROM reliability_ledger WHERE pid = %s "
+            "AND ended_at IS NULL",
+            [victim.pid],
+        )
+        victim.signal(signal.SIGKILL)
+        at = now()
+        faults.mark("sigkill", at)
+        victim.process.wait(10)
+        killed += [(pk, attempt, at) for pk, attempt in in_flight]
+        workers[workers.index(victim)] = pg.start(concurrency=4)
+        wait_for(
+            lambda n=len(in_flight): all(
+                harness.scalar("default", f"SELECT count(*) FROM ({RESCUED}) x", k[:2])
+                for k in killed[-n:]
+            ),
+            30,
+            "the rescue",
+        )
+    harness.wait_drained("default", 300)
+    rescue, rerun = _after_kill(killed, RESCUED), _after_kill(killed, RERUN)
+    harness.check(
+        "default",
+        "workers: SIGKILL mid-delivery",
+        faults=faults,
+        figures={
+            "kills": rounds,
+            "in_flight_at_kills": len(killed),
+            "rescue_s_max": round(max(rescue), 2),
+            "rescue_s_mean": round(sum(rescue) / len(rescue), 2),
+            "rerun_s_max": round(max(rerun), 2),
+            "rerun_s_mean": round(sum(rerun) / len(rerun), 2),
+            "worker_exits_unexpected": len(pg.unexpected_exits()),
+        },
+    )
+    assert not pg.unexpected_exits()
+
+
+def test_sigterm_with_a_receiver_longer_than_the_grace(pg: Workers) -> None:
+    """SIGTERM past the grace period: rows given back, not lost, no attempt spent.
+
+    Several rounds, because the first bug this found (a deadlock in the
+    SIGTERM handler) struck one SIGTERM in six.
+    """
+    rounds = size(ci=4, full=12)
+    harness.send_committed("default", "effect_sent", 4, seconds=3)
+    faults, exits, codes = Faults(), [], []
+    for _ in range(rounds):
+        worker = pg.start(concurrency=2, SIGNALBOX_REL_GRACE="0.5")
+        wait_for(lambda w=worker: _running_by("default", w.pid) == 2, 30, "two runs")
+        time.sleep(random.uniform(0, 0.3))
+        began = time.monotonic()
+        faults.instant("sigterm")
+        worker.signal(signal.SIGTERM)
+        try:
+            codes.append(worker.process.wait(10))
+        except subprocess.TimeoutExpired:
+            worker.signal(signal.SIGUSR2)  # its stacks, into its log
+            time.sleep(0.5)
+            raise AssertionError(f"SIGTERM did not stop it:\n{worker.output()}")
+        exits.append(time.monotonic() - began)
+        rows = sql(
+            "default",
+            "SELECT state, attempt, lease_token IS NULL FROM signalbox_delivery",
+        )
+        assert rows == [("available", 0, True)] * 4, rows
+    assert codes == [0] * rounds, codes
+    pg.start(concurrency=4)
+    harness.wait_drained("default", 60)
+    harness.check(
+        "default",
+        "workers: SIGTERM, receiver longer than the grace period",
+        faults=faults,
+        figures={
+            "sigterms": rounds,
+            "exit_codes_nonzero": sum(1 for code in codes if code),
+            "exit_s_max": round(max(exits), 2),
+            "released_each_time": 2,
+            "attempts_burned": 0,
+        },
+    )
+
+
+def test_exactly_once_under_random_kills_for_atomic(pg: Workers) -> None:
+    """atomic=True receivers keep exactly one effect, whatever is killed when."""
+    count, seconds = size(ci=150, full=1500), size(ci=8, full=40)
+    harness.send_committed("default", "atomic_sent", count, seconds=0.05)
+    faults = Faults()
+    chaos = random.Random(4)
+    workers = [pg.start(concurrency=4) for _ in range(2)]
+    kills = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and harness.unfinished("default"):
+        time.sleep(chaos.uniform(0.4, 1.2))
+        victim = chaos.randrange(len(workers))
+        workers[victim].signal(signal.SIGKILL)
+        faults.instant("sigkill")
+        workers[victim].process.wait(10)
+        kills += 1
+        workers[victim] = pg.start(concurrency=4)
+    drain = harness.wait_drained("default", 120)
+    result = harness.check(
+        "default",
+        "workers: exactly-once effect under random kills (atomic=True)",
+        faults=faults,
+        figures={"kills": kills, "drain_after_kills_s": round(drain, 2)},
+    )
+    assert result.figures["executions"] == count  # one effect each
+    assert result.figures["completed"] == count
+
+
+def test_all_workers_killed_at_once_then_restarted(pg: Workers) -> None:
+    """Every worker SIGKILLed together mid-drain; a new set drains the rest."""
+    count, processes = size(ci=1500, full=10000), 3
+    harness.send_committed("default", "effect_sent", count, seconds=0.01)
+    faults = Faults()
+    for _ in range(processes):
+        pg.start(concurrency=4)
+    wait_for(
+        lambda: (
+            harness.scalar("default", "SELECT count(*) FROM reliability_ledger")
+            > count // 3
+        ),
+        120,
+        "a third of the backlog",
+    )
+    faults.instant("sigkill all")
+    pg.signal_all(signal.SIGKILL)
+    for worker in pg.started:
+        worker.process.wait(10)
+    left = harness.unfinished("default")
+    restarted = time.monotonic()
+    for _ in range(processes):
+        pg.start(concurrency=4)
+    drain = harness.wait_drained("default", 300)
+    harness.check(
+        "default",
+        "workers: all killed at once, then restarted",
+        faults=faults,
+        figures={
+            "processes": processes,
+            "left_at_kill": left,
+            "drain_after_restart_s": round(drain, 2),
+            "drain_rate_per_s": round(left / max(time.monotonic() - restarted, 1e-9)),
+        },
+    )
+
+
+def test_sigstop_past_the_lease_then_sigcont(pg: Workers) -> None:
+    """A paused worker wakes after its leases were taken over: its acks are refused."""
+    harness.send_committed("default", "effect_sent", 2, seconds=1.5)
+    harness.send_committed("default", "atomic_sent", 2, seconds=1.5)
+    faults = Faults()
+    paused = pg.start(concurrency=4)
+    wait_for(lambda: _running_by("default", paused.pid) == 4, 30, "four executions")
+    stopped_at = now()
+    paused.signal(signal.SIGSTOP)
+    rescuer = pg.start(concurrency=4)
+    # The rescuer takes the rows over once the paused worker's leases expire,
+    # and runs them to completion.
+    wait_for(
+        lambda: (
+            harness.scalar(
+                "default",
+                "SELECT count(*) FROM signalbox_delivery WHERE state = 'completed'",
+            )
+            == 4
+        ),
+        60,
+        "the rescuer to complete the rows",
+    )
+    paused.signal(signal.SIGCONT)
+    faults.mark("sigstop", stopped_at, now())
+    wait_for(lambda: _running_by("default", paused.pid) == 0, 30, "the paused worker")
+    time.sleep(1.0)  # let its acknowledgements arrive (and be refused)
+    result = harness.check(
+        "default",
+        "workers: SIGSTOP past the lease, then SIGCONT",
+        faults=faults,
+        figures={
+            "rescuer_pid_completed": harness.scalar(
+                "default",
+                "SELECT count(*) FROM reliability_ledger WHERE pid = %s "
+                "AND ended_at IS NOT NULL AND NOT taken_over",
+                [rescuer.pid],
+            ),
+        },
+    )
+    assert paused.alive(), "the paused worker died"
+    # The paused worker's four executions all ended after their takeover.
+    assert result.figures["stale_executions"] == 4
+    assert result.figures["completions_applied"] == 4
