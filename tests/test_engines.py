@@ -141,6 +141,17 @@ def test_committed_rows_are_handed_over_after_the_commit_only() -> None:
     assert row.handovers == 1
 
 
+def test_a_delayed_row_is_handed_over_once_due_not_at_the_commit() -> None:
+    connect(remote_job, delay=timedelta(seconds=1))
+    order_paid.send(sender=None, n=1)
+    assert engines.flush()
+    assert RecordingEngine.handed == []  # its message would find it not due
+    assert Relay().run_once() == 0
+    time.sleep(1.1)
+    assert Relay().run_once() == 1
+    assert [h.id for h in RecordingEngine.handed] == [Delivery.objects.get().pk]
+
+
 def test_a_rollback_hands_nothing_over() -> None:
     connect(remote_job)
     try:
