@@ -22,7 +22,7 @@ import pytest
 from django.db import connection, transaction
 from django.test import override_settings
 
-from signalbox import ConfigurationError, engines
+from signalbox import ConfigurationError, Signal, engines
 from signalbox._states import State
 from signalbox.engines.relay import Relay
 from signalbox.models import Delivery
@@ -40,7 +40,9 @@ BROKERS = {
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def engine_settings(app: str, **options: Any) -> dict[str, Any]:
+def engine_settings(
+    app: str, redeliver: float = 3600, **options: Any
+) -> dict[str, Any]:
     return {
         "ENGINES": {
             "default": {"BACKEND": "signalbox.engines.embedded.EmbeddedEngine"},
@@ -52,7 +54,7 @@ def engine_settings(app: str, **options: Any) -> dict[str, Any]:
         },
         "HANDOVER_GRACE_SECONDS": 0,
         "LEASE_SECONDS": 2,
-        "REDELIVER_SECONDS": 3600,
+        "REDELIVER_SECONDS": redeliver,
     }
 
 
@@ -112,10 +114,10 @@ def notes(kind: str) -> list[list[str]]:
     ]
 
 
-def send(tag: str, **kwargs: Any) -> Order:
+def send(tag: str, signal: Signal = celery_jobs.paid, **kwargs: Any) -> Order:
     with transaction.atomic():
         order = Order.objects.create(number=f"{tag}-{uuid.uuid4().hex[:6]}")
-        celery_jobs.paid.send(sender=Order, order=order, tag=tag, **kwargs)
+        signal.send(sender=Order, order=order, tag=tag, **kwargs)
     return order
 
 

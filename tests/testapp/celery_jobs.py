@@ -16,6 +16,8 @@ import signalbox
 from tests.testapp.models import Note, Order
 
 paid = signalbox.Signal()
+paid_later = signalbox.Signal()
+LATER = timedelta(seconds=3)
 
 
 def noted(
@@ -38,17 +40,19 @@ def noted(
     Note.objects.create(text=line.format("end"))
 
 
+def noted_later(sender: object, **kwargs: Any) -> None:
+    """:func:`noted`, for a receiver that runs ``LATER`` after the commit."""
+    noted(sender, **kwargs)
+
+
 def connect() -> None:
-    """Connect :func:`noted` to run on the ``"celery"`` engine."""
-    signalbox.connect(
-        paid,
-        noted,
-        run="background",
-        engine="celery",
-        retries=2,
-        backoff=signalbox.Backoff(base=timedelta(0)),
-    )
+    """Connect the receivers to run on the ``"celery"`` engine."""
+    backoff = signalbox.Backoff(base=timedelta(0))
+    options: dict[str, Any] = {"run": "background", "engine": "celery"}
+    signalbox.connect(paid, noted, retries=2, backoff=backoff, **options)
+    signalbox.connect(paid_later, noted_later, delay=LATER, **options)
 
 
 def disconnect() -> None:
     paid.disconnect(noted)
+    paid_later.disconnect(noted_later)
