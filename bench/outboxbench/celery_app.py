@@ -26,6 +26,8 @@ app.conf.update(
     task_default_queue=QUEUE,
     task_ignore_result=True,
     worker_hijack_root_logger=False,
+    # bench/engines.py compares with the Celery engine, whose task acks late.
+    task_acks_late=os.environ.get("SIGNALBOX_BENCH_ACKS_LATE") == "1",
 )
 
 
