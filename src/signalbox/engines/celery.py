@@ -11,6 +11,7 @@ docs/engines/celery.md.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -68,29 +69,41 @@ class CeleryEngine(Engine):
         self._lock = threading.Lock()
         self._connection: Any = None
         self._producer: Any = None
+        self._pid = os.getpid()
 
     def publish(self, handovers: Sequence[outbox.Handover]) -> None:
-        """One message per delivery, with no retries: a broker that is down
-        raises within about ``publish_timeout`` and the rows wait for the relay."""
+        """One message per delivery, without Celery's retries: a broker that is
+        down or does not confirm raises within about ``publish_timeout``, and
+        the rows wait for the relay."""
         with self._lock:
             try:
-                if self._producer is None:
-                    self._connection = self.app.connection_for_write(
-                        connect_timeout=self.timeout,
-                        transport_options={"max_retries": 0},
-                    )
-                    self._producer = self._connection.Producer()
+                producer = self._producer_here()
                 for each in handovers:
                     self.task.apply_async(
                         [each.id] if each.using == "default" else [each.id, each.using],
                         queue=self.prefix + each.queue,
                         priority=self._priority(each.priority),
-                        producer=self._producer,
+                        producer=producer,
                         retry=False,
                     )
             except Exception:
                 self._close()
                 raise
+
+    def _producer_here(self) -> Any:
+        if self._pid != os.getpid():  # a forked child must not use the parent's socket
+            self._connection = self._producer = None
+            self._pid = os.getpid()
+        if self._producer is None:
+            wait = self.timeout
+            bounded = {"max_retries": 0, "socket_timeout": wait, "read_timeout": wait}
+            if self._amqp:  # else RabbitMQ may drop a message and raise nothing
+                bounded |= {"write_timeout": wait, "confirm_publish": True}
+            self._connection = self.app.connection_for_write(
+                connect_timeout=wait, transport_options=bounded
+            )
+            self._producer = self._connection.Producer()
+        return self._producer
 
     def _priority(self, priority: int) -> int:
         clamped = min(max(priority, 0), 9)
