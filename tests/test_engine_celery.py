@@ -190,6 +190,22 @@ def test_an_app_that_accepts_pickle_is_refused(conf: dict[str, Any]) -> None:
         engines.reset()
 
 
+def test_the_system_check_warns_about_an_eager_app() -> None:
+    from signalbox.checks import check_engines
+    from tests.testapp import celery_app
+
+    with override_settings(SIGNALBOX=engine_settings("redis_app")):
+        assert check_engines() == []
+        celery_app.redis_app.conf.task_always_eager = True
+        try:
+            [warning] = check_engines()
+        finally:
+            celery_app.redis_app.conf.task_always_eager = False
+    engines.reset()
+    assert warning.id == "signalbox.W101"
+    assert "task_always_eager" in warning.msg
+
+
 def test_a_down_broker_fails_the_publish_fast_and_the_row_waits() -> None:
     with override_settings(SIGNALBOX=engine_settings("private_app")):
         celery_jobs.connect()
