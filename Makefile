@@ -86,6 +86,7 @@ test: lint types migrations-check test-matrix reliability
 bench: $(ENV_MAIN)/.synced services
 	$(ENV_MAIN)/bin/python bench/run.py
 	$(ENV_MAIN)/bin/python bench/outbox.py
+	$(ENV_MAIN)/bin/python bench/engines.py
 
 clean:
 	rm -rf $(TOOLS) .venvs example/db.sqlite3 .pytest_cache .mypy_cache .ruff_cache

@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {
     "signalbox.engines.remote": 5,
     "signalbox.engines.relay": 5,
     "signalbox.engines.threads": 5,
+    "signalbox.engines.celery": 5,
     "signalbox._adapters": 3,
     "signalbox.dispatch": 4,
     "signalbox.worker": 4,

@@ -141,6 +141,36 @@ def test_committed_rows_are_handed_over_after_the_commit_only() -> None:
     assert row.handovers == 1
 
 
+def test_a_row_the_engine_ran_before_the_mark_is_left_for_its_retry() -> None:
+    connect(failing_job, retries=2, backoff=signalbox.Backoff(base=timedelta(0)))
+    RecordingEngine.down = True
+    order_paid.send(sender=None)
+    assert engines.flush()
+    [handover] = outbox.handover_due(
+        engines=["broker"],
+        grace=timedelta(0),
+        redeliver=timedelta(hours=1),
+        limit=10,
+        using="default",
+    )
+    # A fast worker ran and failed it between the publish and the mark.
+    assert deliver(handover.id, engine="broker") == Outcome.RETRYING
+    assert outbox.mark_handed_over([handover], using="default") == 0
+    RecordingEngine.down = False
+    assert Relay().run_once() == 1  # the retry is handed over, not hidden
+
+
+def test_a_delayed_row_is_handed_over_once_due_not_at_the_commit() -> None:
+    connect(remote_job, delay=timedelta(seconds=1))
+    order_paid.send(sender=None, n=1)
+    assert engines.flush()
+    assert RecordingEngine.handed == []  # its message would find it not due
+    assert Relay().run_once() == 0
+    time.sleep(1.1)
+    assert Relay().run_once() == 1
+    assert [h.id for h in RecordingEngine.handed] == [Delivery.objects.get().pk]
+
+
 def test_a_rollback_hands_nothing_over() -> None:
     connect(remote_job)
     try:

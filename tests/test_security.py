@@ -76,6 +76,14 @@ ALLOWED_BY_NAME: dict[tuple[str, str, str], str] = {
         "settings; a row or a message names an engine only by its alias, "
         "looked up among the configured ones"
     ),
+    ("signalbox.engines.celery", "<module>", "import_string"): (
+        "imported for _validated() below"
+    ),
+    ("signalbox.engines.celery", "_validated", "import_string"): (
+        "the path is the Celery engine's OPTIONS['app'] in "
+        'SIGNALBOX["ENGINES"], from settings; a message names only a '
+        "delivery id"
+    ),
     ("signalbox.codec._decoding", "_model", "get_model"): (
         "looks a label up among installed models in Django's app registry, "
         "which app loading filled; it imports nothing"

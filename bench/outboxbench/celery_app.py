@@ -26,7 +26,13 @@ app.conf.update(
     task_default_queue=QUEUE,
     task_ignore_result=True,
     worker_hijack_root_logger=False,
+    # bench/engines.py compares with the Celery engine, whose task acks late.
+    task_acks_late=os.environ.get("SIGNALBOX_BENCH_ACKS_LATE") == "1",
 )
+# Celery's Django fix-up closes the database connection before and after
+# every task unless told to reuse it; a task that uses the database (each
+# signalbox delivery does) would open one per task. A project sets the same.
+app.conf["CELERY_DB_REUSE_MAX"] = 1000
 
 
 @app.task(name="outboxbench.noop")

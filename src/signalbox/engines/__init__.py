@@ -163,7 +163,8 @@ def after_commit(
     """What :func:`signalbox.outbox.enqueue` calls with the new rows' ids: it
     arranges for them to be handed to their engines once the transaction
     commits (never after a rollback), on the hand-over thread, so the
-    sender never waits for a broker."""
+    sender never waits for a broker. Delayed rows are left to the relay,
+    which hands them over once due."""
     return functools.partial(_hand_over_on_commit, rows, using)
 
 
@@ -172,10 +173,15 @@ def _hand_over_on_commit(
 ) -> None:
     from signalbox.engines import _handoff
 
+    # A delayed row is not due yet: its message would run nothing. The relay
+    # hands it over once due.
     handovers = [
         outbox.Handover(pk, row.engine, row.queue, row.priority, using)
         for pk, row in zip(ids, rows, strict=True)
+        if not row.delay
     ]
+    if not handovers:
+        return
     transaction.on_commit(
         functools.partial(_handoff.publisher.submit, handovers),
         using=using,

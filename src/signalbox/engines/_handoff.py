@@ -54,15 +54,15 @@ def publish(handovers: Sequence[outbox.Handover]) -> list[outbox.Handover]:
 
 
 def _mark(taken: Sequence[outbox.Handover]) -> None:
-    by_database: dict[str, list[int]] = defaultdict(list)
+    by_database: dict[str, list[outbox.Handover]] = defaultdict(list)
     for each in taken:
-        by_database[each.using].append(each.id)
-    for using, ids in by_database.items():
+        by_database[each.using].append(each)
+    for using, group in by_database.items():
         try:
-            outbox.mark_handed_over(ids, using=using)
+            outbox.mark_handed_over(group, using=using)
         except Exception as error:  # unmarked rows are handed over again, harmlessly
             logger.warning(
-                "Could not mark %d deliveries handed over: %s", len(ids), error
+                "Could not mark %d deliveries handed over: %s", len(group), error
             )
             connections[using].close()
 

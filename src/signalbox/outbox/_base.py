@@ -53,6 +53,9 @@ class Handover:
     queue: str
     priority: int
     using: str
+    attempt: int = 0
+    """The row's attempts when it was read: a row attempted since (the engine
+    ran it before the hand-over was marked) is not marked."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,29 +54,40 @@ def handover_due(
             "handed_over_at",
             "scheduled_at",
             "handovers",
+            "attempt",
             "now",
         )[:limit]
     )
     found = []
-    for pk, engine, queue, priority, handed, scheduled, handovers, now in rows:
+    for pk, engine, queue, priority, handed, scheduled, handovers, tried, now in rows:
         if handed is not None and handed >= scheduled:
             doublings = min(max(handovers - 1, 0), _MOST_DOUBLINGS)
             if handed > now - redeliver * 2**doublings:
                 continue  # handed over lately enough: its message may yet come
-        found.append(Handover(pk, engine, queue, priority, using))
+        found.append(Handover(pk, engine, queue, priority, using, tried))
     return found
 
 
-def mark_handed_over(ids: Iterable[int], *, using: str) -> int:
-    """Record that the rows ``ids`` were handed to their engine just now.
+def mark_handed_over(handovers: Iterable[Handover], *, using: str) -> int:
+    """Record that the rows of ``handovers`` were handed to their engine just now.
 
-    Rows that are no longer waiting (the engine already ran them) are left
-    alone. Returns how many rows were marked.
+    Rows that are no longer waiting, or were attempted since they were read
+    (the engine ran them, and a retry may already be due), are left alone:
+    marking those would hide the retry from the relay for ``redeliver``.
+    Returns how many rows were marked.
     """
+    by_attempt: dict[int, list[int]] = {}
+    for each in handovers:
+        by_attempt.setdefault(each.attempt, []).append(each.id)
+    if not by_attempt:
+        return 0
+    unchanged = Q()
+    for attempt, ids in by_attempt.items():
+        unchanged |= Q(id__in=ids, attempt=attempt)
     fresh = Q(handed_over_at__isnull=True) | Q(handed_over_at__lt=F("scheduled_at"))
     return (
         _rows(using)
-        .filter(id__in=list(ids), state__in=WAITING)
+        .filter(unchanged, state__in=WAITING)
         .update(
             handovers=Case(When(fresh, then=Value(1)), default=F("handovers") + 1),
             handed_over_at=Now(),

@@ -1,0 +1,150 @@
+"""The Celery engine against plain Celery tasks on the same Redis.
+
+Run it from the repository root (PostgreSQL and Redis on 127.0.0.1)::
+
+    .venvs/py311-dj52/bin/python bench/engines.py      # --quick, --help
+
+Two figures:
+
+* **request path**: what one send to a background receiver on the Celery
+  engine adds to the caller's transaction (``with transaction.atomic():
+  INSERT the caller's row; signal.send(...)``, commit included), next to
+  Celery's own ``delay_on_commit`` to the same Redis; interleaved rounds,
+  medians (bench/outboxbench/request_path.py). Target: no slower.
+* **throughput**: no-op deliveries drained by one Celery worker (prefork,
+  ``--concurrency 2``, ``acks_late``) through the engine, against as many
+  plain Celery tasks through the same worker settings; from the first task's
+  start to the last one's end (each worker process's own record). Target:
+  at least 0.8x.
+
+It prints one JSON line and writes bench/results/engines-latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+SRC = BENCH.parent / "src"
+RESULTS = BENCH / "results" / "engines-latest.json"
+QUEUE = "bench-default"  # the engine's queue_prefix + signalbox's "default"
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "outboxbench.engine_settings")
+os.environ.setdefault("SIGNALBOX_BENCH_PG_NAME", "signalbox_bench_engines")
+os.environ["SIGNALBOX_BENCH_ACKS_LATE"] = "1"
+sys.path[:0] = [str(BENCH), str(SRC)]
+
+
+def request_path(rounds: int) -> dict[str, float]:
+    from outboxbench import request_path as rp
+    from outboxbench.celery_app import app
+    from outboxbench.engine_receivers import handed
+    from outboxbench.models import Order
+    from signalbox import engines
+
+    def engine_send(order: Order, using: str) -> None:
+        handed.send(sender=Order, order=order)
+
+    case = rp.PathCase("celery-engine", "+ signalbox send, Celery engine", engine_send)
+    results = rp.measure([rp.BASELINE, rp.CELERY, case], "default", rounds, 5, 20)
+    engines.flush(60)
+    for queue in (QUEUE, "signalbox-bench"):
+        _purge(app, queue)
+    added = {r.key: r.added_ns / 1000 for r in results}
+    return {
+        "engine_added_us": round(added["celery-engine"], 1),
+        "delay_on_commit_added_us": round(added["celery"], 1),
+        "ratio": round(added["celery-engine"] / added["celery"], 3),
+    }
+
+
+def throughput(deliveries: int, concurrency: int) -> dict[str, float]:
+    from django.db import transaction
+
+    from outboxbench import database, processes
+    from outboxbench.celery_app import app, noop
+    from outboxbench.engine_receivers import handed
+    from outboxbench.models import Order
+    from outboxbench.settings import STATE
+    from outboxbench.throughput import _await_progress
+    from signalbox import engines
+
+    def drain(queue: str, fill: object) -> float:
+        _purge(app, queue)
+        fill()  # type: ignore[operator]
+        progress = STATE / "engines-progress"
+        shutil.rmtree(progress, ignore_errors=True)
+        progress.mkdir(parents=True)
+        env = {"SIGNALBOX_BENCH_PROGRESS": str(progress)}
+        with processes.Processes(SRC, env) as running:
+            running.env["DJANGO_SETTINGS_MODULE"] = "outboxbench.engine_settings"
+            argv = processes.celery_worker("engines", concurrency, queue)
+            running.start("celery-engines", [*argv, "--include", INCLUDE])
+            count, first, last = _await_progress(progress, deliveries, running)
+        return count / ((last - first) / 1e9)
+
+    def plain() -> None:
+        with app.producer_or_acquire() as producer:
+            for number in range(deliveries):
+                noop.apply_async((number,), producer=producer)
+
+    def through_engine() -> None:
+        database.empty("default")
+        for first in range(0, deliveries, 500):
+            with transaction.atomic():
+                for number in range(first, min(first + 500, deliveries)):
+                    handed.send(sender=Order, order_id=number)
+        assert engines.flush(120)
+
+    plain_rate = drain("signalbox-bench", plain)
+    engine_rate = drain(QUEUE, through_engine)
+    return {
+        "deliveries": deliveries,
+        "plain_celery_per_s": round(plain_rate),
+        "engine_per_s": round(engine_rate),
+        "ratio": round(engine_rate / plain_rate, 3),
+    }
+
+
+INCLUDE = "outboxbench.engine_receivers"
+
+
+def _purge(app: object, queue: str) -> None:
+    with app.connection_for_write() as connection:  # type: ignore[attr-defined]
+        connection.default_channel.queue_purge(queue)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smaller run")
+    options = parser.parse_args()
+    import django
+
+    from outboxbench import database
+
+    database.create_postgres_database()
+    django.setup()
+    database.migrate("default")
+    database.empty("default")
+    from outboxbench import engine_receivers  # noqa: F401  (connects the receiver)
+
+    figures = {
+        "request_path": request_path(rounds=40 if options.quick else 150),
+        "throughput": throughput(1000 if options.quick else 5000, concurrency=2),
+    }
+    figures["targets"] = {
+        "request_path_no_slower": figures["request_path"]["ratio"] <= 1.0,
+        "throughput_at_least_0.8x": figures["throughput"]["ratio"] >= 0.8,
+    }
+    print(json.dumps(figures))
+    RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Celery apps for the Celery engine's tests, one per broker.
+
+Worker processes start with ``-A tests.testapp.celery_app:<name>`` and the
+settings of tests/celery_settings.py; the test process publishes through the
+same app. Everything lives in Redis database 3 or under ``sbtest-celery-``
+queue names, so other suites on the same brokers are left alone.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+QUEUE = "sbtest-celery-default"
+PRIVATE_REDIS_PORT = 6390
+
+
+def _app(name: str, url: str, **transport: object) -> Celery:
+    app = Celery(name)
+    app.conf.update(
+        broker_url=url,
+        broker_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        task_default_queue=QUEUE,
+        task_ignore_result=True,
+        accept_content=["json"],
+        worker_enable_remote_control=False,  # no pidbox exchange on shared brokers
+        worker_hijack_root_logger=False,
+        # The worker connects the receivers once Django is set up.
+        imports=["tests.testapp.celery_worker"],
+    )
+    return app
+
+
+redis_app = _app("sbtest-redis", "redis://127.0.0.1:6379/3")
+amqp_app = _app("sbtest-amqp", "amqp://guest:guest@127.0.0.1:5672//")
+private_app = _app(
+    "sbtest-private",
+    f"redis://127.0.0.1:{PRIVATE_REDIS_PORT}/0",
+    visibility_timeout=float(os.environ.get("SIGNALBOX_CELERY_VISIBILITY", "3600")),
+)
