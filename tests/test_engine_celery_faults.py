@@ -34,7 +34,13 @@ from tests.test_engine_celery import (
 from tests.testapp import celery_jobs
 from tests.testapp.celery_app import PRIVATE_REDIS_PORT
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
+# Real worker processes and a private Redis, killed and stopped: on
+# PostgreSQL only, so that make test runs them twice rather than four times.
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.redis,
+    pytest.mark.postgres,
+]
 
 
 def report(scenario: str, **figures: object) -> None:
