@@ -8,8 +8,10 @@ at the rows and the ``Note`` ledger afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -109,25 +111,65 @@ def notes() -> list[list[str]]:
     return [note.text.split() for note in Note.objects.order_by("id")]
 
 
-def forge(which: str, discard: Callable[[], object]) -> int:
-    """Commit a row in state ``which`` (or none) and return the id to forge.
+def forge(which: str) -> int:
+    """Commit a row already ``which`` (or deleted) and return its id, to forge.
 
-    ``discard`` throws away the genuine message the commit handed over.
+    The row changes state in the transaction that writes it, so the genuine
+    message its commit hands over is as stale as the forged one.
     """
-    send_order("F-1")
+    with transaction.atomic():
+        send_order("F-1")
+        row = Delivery.objects.get()
+        rows = Delivery.objects.filter(pk=row.pk)
+        if which in ("completed", "dead"):
+            rows.update(state=which)
+        elif which == "leased":
+            rows.update(
+                state=State.EXECUTING,
+                lease_token=uuid.uuid4(),
+                lease_expires_at=timezone.now() + timedelta(hours=1),
+            )
+        elif which == "missing":
+            rows.delete()
     assert engines.flush()
-    discard()
-    row = Delivery.objects.get()
-    if which in ("completed", "dead"):
-        Delivery.objects.filter(pk=row.pk).update(state=which)
-    elif which == "leased":
-        Delivery.objects.filter(pk=row.pk).update(
-            state=State.EXECUTING,
-            lease_token=uuid.uuid4(),
-            lease_expires_at=timezone.now() + timedelta(hours=1),
-        )
-    return row.pk + 1000 if which == "missing" else row.pk
+    return row.pk
 
 
-def states() -> list[str]:
-    return [str(state) for state in Delivery.objects.values_list("state", flat=True)]
+def state_of(pk: int) -> str | None:
+    row = Delivery.objects.filter(pk=pk).first()
+    return None if row is None else str(row.state)
+
+
+def started(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """A long-running worker process, in its own process group (it may fork
+    children); :func:`stopped` ends them all."""
+    return subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def stopped(process: subprocess.Popen[str]) -> str:
+    """Kill a worker's process group and return what it printed.
+
+    The tests are done with it: its rows are finished, so no graceful stop.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    return process.communicate(timeout=10)[0]
+
+
+def wait_for_state(pk: int, state: str, timeout: float = 20.0) -> None:
+    wait_for(lambda: state_of(pk) == state, timeout)
+
+
+def sentinel_ran(number: str = "S-1") -> None:
+    """Send one more order and wait until it ran: what was queued before it did."""
+    order = send_order(number)
+    assert engines.flush()
+    wait_for(lambda: Note.objects.filter(text__startswith=order.number).exists())

@@ -46,6 +46,7 @@ LAYERS: dict[str, int] = {
     "signalbox.engines.embedded": 2,
     "signalbox.engines.remote": 5,
     "signalbox.engines.relay": 5,
+    "signalbox.engines.dramatiq": 5,
     "signalbox.engines.rq": 5,
     "signalbox.engines.threads": 5,
     "signalbox._adapters": 3,
