@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,17 @@ TEMPLATES = [
         },
     }
 ]
+# The Tasks engine's tests run django-tasks-db's worker on the test database.
+if find_spec("django_tasks_db"):
+    if not find_spec("django.tasks"):  # Django 5.2: the backport is an app
+        INSTALLED_APPS.append("django_tasks")
+    INSTALLED_APPS.append("django_tasks_db")
+TASKS = {
+    "default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
+    "db": {"BACKEND": "django_tasks_db.DatabaseBackend"},
+}
+if not find_spec("django.tasks"):
+    TASKS["default"]["BACKEND"] = "django_tasks.backends.immediate.ImmediateBackend"
 ROOT_URLCONF = "tests.testapp.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGGING_CONFIG = None

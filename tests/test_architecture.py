@@ -48,6 +48,7 @@ LAYERS: dict[str, int] = {
     "signalbox.engines.relay": 5,
     "signalbox.engines.dramatiq": 5,
     "signalbox.engines.rq": 5,
+    "signalbox.engines.tasks": 5,
     "signalbox.engines.threads": 5,
     "signalbox._adapters": 3,
     "signalbox.dispatch": 4,
