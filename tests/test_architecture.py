@@ -46,6 +46,7 @@ LAYERS: dict[str, int] = {
     "signalbox.engines.embedded": 2,
     "signalbox.engines.remote": 5,
     "signalbox.engines.relay": 5,
+    "signalbox.engines.django_q": 5,
     "signalbox.engines.dramatiq": 5,
     "signalbox.engines.rq": 5,
     "signalbox.engines.tasks": 5,
