@@ -54,9 +54,9 @@ def publish(handovers: Sequence[outbox.Handover]) -> list[outbox.Handover]:
 
 
 def _mark(taken: Sequence[outbox.Handover]) -> None:
-    by_database: dict[str, list[int]] = defaultdict(list)
+    by_database: dict[str, list[outbox.Handover]] = defaultdict(list)
     for each in taken:
-        by_database[each.using].append(each.id)
+        by_database[each.using].append(each)
     for using, ids in by_database.items():
         try:
             outbox.mark_handed_over(ids, using=using)

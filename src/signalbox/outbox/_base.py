@@ -41,6 +41,9 @@ class Handover:
     queue: str
     priority: int
     using: str
+    attempt: int = 0
+    """Attempts made when it was handed over: a row the engine has claimed
+    since (its attempt went up) is not marked handed over afterwards."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,28 +55,37 @@ def handover_due(
             "scheduled_at",
             "handovers",
             "now",
+            "attempt",
         )[:limit]
     )
     found = []
-    for pk, engine, queue, priority, handed, scheduled, handovers, now in rows:
+    for pk, engine, queue, priority, handed, scheduled, handovers, now, tried in rows:
         if handed is not None and handed >= scheduled:
             doublings = min(max(handovers - 1, 0), _MOST_DOUBLINGS)
             if handed > now - redeliver * 2**doublings:
                 continue  # handed over lately enough: its message may yet come
-        found.append(Handover(pk, engine, queue, priority, using))
+        found.append(Handover(pk, engine, queue, priority, using, tried))
     return found
 
 
-def mark_handed_over(ids: Iterable[int], *, using: str) -> int:
-    """Record that the rows ``ids`` were handed to their engine just now.
+def mark_handed_over(handovers: Iterable[Handover], *, using: str) -> int:
+    """Record that the rows of ``handovers`` were handed to their engine just now.
 
-    Rows that are no longer waiting (the engine already ran them) are left
-    alone. Returns how many rows were marked.
+    Rows the engine has claimed since (no longer waiting, or waiting again
+    after a failed attempt) are left alone: marking a retry as handed over
+    would hide it from the relay until its message seemed lost. Returns how
+    many rows were marked.
     """
+    by_attempt: dict[int, list[int]] = {}
+    for each in handovers:
+        by_attempt.setdefault(each.attempt, []).append(each.id)
+    untouched = Q(pk__in=[])
+    for attempt, ids in by_attempt.items():
+        untouched |= Q(id__in=ids, attempt=attempt)
     fresh = Q(handed_over_at__isnull=True) | Q(handed_over_at__lt=F("scheduled_at"))
     return (
         _rows(using)
-        .filter(id__in=list(ids), state__in=WAITING)
+        .filter(untouched, state__in=WAITING)
         .update(
             handovers=Case(When(fresh, then=Value(1)), default=F("handovers") + 1),
             handed_over_at=Now(),
