@@ -4,6 +4,10 @@ Each ``tests/test_engine_<name>.py`` configures its engine as ``"remote"``,
 commits rows through :data:`tests.testapp.remote_jobs.paid`, starts the
 engine's own worker process (with tests/engine_worker_settings.py) and looks
 at the rows and the ``Note`` ledger afterwards.
+
+A worker that lives for a whole module must have nothing left to run when a
+test ends: the tables are emptied between tests, and SQLite hands the next
+test's rows the same ids, which a leftover message would then name.
 """
 
 from __future__ import annotations

@@ -100,11 +100,8 @@ def test_a_rollback_hands_nothing_to_the_broker(cluster: None) -> None:
     support.send_and_roll_back()
     assert engine().broker("default").queue_size() == 0
     assert Delivery.objects.count() == 0
-    support.send_order()
-    assert engines.flush()
-    # A commit is handed over (and maybe already run, by another test's cluster).
-    row = Delivery.objects.get()
-    assert row.handed_over_at is not None or row.state != State.AVAILABLE
+    # (That a commit is handed over, the test above shows. Committing here
+    # would leave a message for the module's worker to run in the next test.)
 
 
 def test_failures_are_retried_by_the_relay_then_dead(worker: None) -> None:
