@@ -82,10 +82,15 @@ class DramatiqEngine(Engine):
         self.broker = _broker(alias, options["broker"], options.get("timeout", 5))
         self.prefix = str(options.get("queue_prefix", ""))
         limit = {"time_limit": options["time_limit"]} if "time_limit" in options else {}
-        actor = dramatiq.actor(
-            actor_name=ACTOR, broker=self.broker, max_retries=0, **limit
-        )
-        self.actor = actor(_run)
+        # The actor's own queue too, or Dramatiq declares an unprefixed one.
+        home = self.prefix + "default"
+        self.actor = dramatiq.actor(
+            actor_name=ACTOR,
+            queue_name=home,
+            broker=self.broker,
+            max_retries=0,
+            **limit,
+        )(_run)
         for name in options.get("queues", ["default"]):  # what workers consume
             self.broker.declare_queue(self.prefix + name)
 
