@@ -1,12 +1,8 @@
 """Dramatiq 2.x: ``signalbox.engines.dramatiq.DramatiqEngine`` (extra: ``dramatiq``).
 
-``OPTIONS["broker"]`` is a ``redis://`` or ``amqp://`` URL (signalbox builds
-the broker, with bounded timeouts) or the dotted path of the project's own
-broker, from settings. On it the engine declares one actor,
-``signalbox_deliver`` (``max_retries=0``: retries are scheduled in the
-outbox), whose JSON messages carry the delivery id, the engine's alias and
-the database alias. Workers run ``dramatiq`` on a module that sets Django up
-and calls :func:`broker`; see docs/engines/dramatiq.md.
+One actor, ``signalbox_deliver`` (``max_retries=0``: the outbox retries), on
+the broker of ``OPTIONS["broker"]``: a ``redis://`` or ``amqp://`` URL, or the
+dotted path of the project's broker. Workers: docs/engines/dramatiq.md.
 """
 
 from __future__ import annotations
@@ -47,11 +43,10 @@ def _broker(alias: str, where: Any, timeout: float) -> dramatiq.Broker:
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
         # Without these, pika retries and waits long enough to stall a hand-over.
+        fast = dict.fromkeys(["socket_timeout", "blocked_connection_timeout"], timeout)
         parts = urlsplit(url)
-        fast = {"connection_attempts": "1", "socket_timeout": str(timeout)}
-        fast |= {"blocked_connection_timeout": str(timeout)}
-        query = urlencode(fast | dict(parse_qsl(parts.query)))
-        url = urlunsplit(parts._replace(query=query))
+        query = {"connection_attempts": 1, **fast, **dict(parse_qsl(parts.query))}
+        url = urlunsplit(parts._replace(query=urlencode(query)))
         return RabbitmqBroker(url=url, confirm_delivery=True)
     try:
         found = import_string(url)  # a path from settings, never a message
@@ -106,11 +101,7 @@ class DramatiqEngine(Engine):
         if isinstance(encoder, JSONEncoder):
             return []
         why = f"Dramatiq's encoder is {type(encoder).__name__}, not JSONEncoder"
-        return [
-            checks.Error(
-                why, hint="Remove dramatiq.set_encoder().", id="signalbox.E010"
-            )
-        ]
+        return [checks.Error(why, hint="Remove set_encoder().", id="signalbox.E010")]
 
     def close(self) -> None:
         self.broker.close()
