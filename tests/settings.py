@@ -9,7 +9,9 @@ tests can check that deferred receivers follow the alias a signal names.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +88,22 @@ TEMPLATES = [
         },
     }
 ]
+# The Tasks engine's tests run django-tasks-db's worker on the test database.
+if find_spec("django_tasks_db"):
+    if not find_spec("django.tasks"):  # Django 5.2: the backport is an app
+        INSTALLED_APPS.append("django_tasks")
+    INSTALLED_APPS.append("django_tasks_db")
+TASKS = {
+    "default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
+    "db": {"BACKEND": "django_tasks_db.DatabaseBackend"},
+}
+if not find_spec("django.tasks"):
+    TASKS["default"]["BACKEND"] = "django_tasks.backends.immediate.ImmediateBackend"
+# The Django-Q engine's tests run qcluster with its ORM broker (and Redis db 6).
+# Not when mypy's Django plugin reads these settings: Django-Q2 has no types.
+if find_spec("django_q") and "mypy" not in sys.modules:
+    INSTALLED_APPS.append("django_q")
+Q_CLUSTER = {"name": "sbtest-engines", "orm": "default", "timeout": 30, "retry": 60}
 ROOT_URLCONF = "tests.testapp.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGGING_CONFIG = None

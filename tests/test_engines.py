@@ -253,6 +253,22 @@ def test_failures_are_retried_through_the_outbox_then_handed_over_again() -> Non
     assert "the mail server is down" in row.error
 
 
+def test_a_hand_over_marked_after_the_engine_ran_it_does_not_hide_the_retry() -> None:
+    # A fast worker can run and fail a delivery before the hand-over thread
+    # marks it handed over: that late mark must not hide the retry.
+    connect(failing_job, retries=2, backoff=signalbox.Backoff(base=timedelta(0)))
+    RecordingEngine.down = True
+    order_paid.send(sender=None)
+    assert engines.flush()
+    pk = Delivery.objects.get().pk
+    assert deliver(pk, engine="broker") == Outcome.RETRYING
+    late = outbox.Handover(pk, "broker", "default", 0, "default", attempt=0)
+    assert outbox.mark_handed_over([late], using="default") == 0
+    RecordingEngine.down = False
+    assert Relay().run_once() == 1
+    assert Delivery.objects.get().handovers == 1
+
+
 def test_a_long_delivery_keeps_its_lease() -> None:
     connect(slow_job)
     order_paid.send(sender=None, seconds=2.5)  # LEASE_SECONDS is 1

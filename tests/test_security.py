@@ -84,6 +84,14 @@ ALLOWED_BY_NAME: dict[tuple[str, str, str], str] = {
         'SIGNALBOX["ENGINES"], from settings; a message names only a '
         "delivery id"
     ),
+    ("signalbox.engines.dramatiq", "<module>", "import_string"): (
+        "imported for _broker() below"
+    ),
+    ("signalbox.engines.dramatiq", "_broker", "import_string"): (
+        "the path is the Dramatiq engine's OPTIONS['broker'] in "
+        'SIGNALBOX["ENGINES"], from settings; its messages name only the '
+        "one actor the engine declared"
+    ),
     ("signalbox.codec._decoding", "_model", "get_model"): (
         "looks a label up among installed models in Django's app registry, "
         "which app loading filled; it imports nothing"

@@ -10,4 +10,10 @@ class TestAppConfig(AppConfig):
 
     def ready(self) -> None:
         # Connects the background receivers that worker processes run.
-        from tests.testapp import jobs  # noqa: F401
+        from django.conf import settings
+
+        from tests.testapp import jobs, remote_jobs  # noqa: F401
+
+        # Engine worker processes (tests/engine_worker_settings.py) run these.
+        if "remote" in getattr(settings, "SIGNALBOX", {}).get("ENGINES", {}):
+            remote_jobs.connect()

@@ -11,7 +11,8 @@ Configured by alias, the way Django configures ``CACHES``::
 With nothing configured, ``"default"`` is the embedded worker (``manage.py
 signalbox worker``), which claims its rows from the outbox itself. Any other
 engine is *handed* each delivery after the sender's transaction commits: its
-message carries only the delivery id, and its task calls
+message carries only the delivery id (with the engine's and the database's
+aliases), and its task calls
 :func:`signalbox.engines.remote.deliver`, which claims the row under a lease and runs
 it through the same code as the embedded worker. The outbox row stays the
 source of truth: a hand-over that fails (the broker is down) leaves the row
@@ -47,8 +48,9 @@ class Engine:
     what is wrong and what to write instead), sends one message per delivery
     in :meth:`publish`, and says in :meth:`check` what Django's system checks
     should report. Its task on the other side calls
-    :func:`signalbox.engines.remote.deliver` with the id (and the database
-    alias, if not ``"default"``) and nothing else.
+    :func:`signalbox.engines.remote.deliver` with the id, the engine's alias
+    and the database alias, all three carried by the message, and nothing
+    else.
     """
 
     embedded: ClassVar[bool] = False

@@ -1,6 +1,7 @@
 """The body of every engine's task: run the delivery a message names.
 
-An engine's message carries only a delivery id. :func:`deliver` claims that
+An engine's message carries only a delivery id (and the engine's and the
+database's aliases, to pass on). :func:`deliver` claims that
 row under a lease, so a broker's redelivery, a second hand-over or a forged
 message finds it running, finished, not yet due or missing and runs nothing;
 then it runs the receiver through :func:`signalbox.worker.run_delivery`, the

@@ -1,0 +1,117 @@
+"""Dramatiq 2.x: ``signalbox.engines.dramatiq.DramatiqEngine`` (extra: ``dramatiq``).
+
+One actor, ``signalbox_deliver`` (``max_retries=0``: the outbox retries), on
+the broker of ``OPTIONS["broker"]``: a ``redis://`` or ``amqp://`` URL, or the
+dotted path of the project's broker. Workers: docs/engines/dramatiq.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import dramatiq
+from django.core import checks
+from django.utils.module_loading import import_string
+from dramatiq.encoder import JSONEncoder
+
+from signalbox import engines, outbox
+from signalbox.engines import Engine
+from signalbox.engines.remote import deliver
+from signalbox.exceptions import ConfigurationError
+
+ACTOR = "signalbox_deliver"
+_OPTIONS = {"broker", "queue_prefix", "queues", "time_limit", "timeout"}
+
+
+def _run(delivery_id: int, engine: str, using: str = "default") -> None:
+    deliver(delivery_id, engine=engine, using=using)
+
+
+def _broker(alias: str, where: Any, timeout: float) -> dramatiq.Broker:
+    url = where if isinstance(where, str) else ""
+    if url.startswith(("redis://", "rediss://")):
+        from dramatiq.brokers.redis import RedisBroker
+        from redis import Redis
+
+        client = Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        return RedisBroker(client=client)  # type: ignore[no-untyped-call]
+    if url.startswith(("amqp://", "amqps://")):
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        # Without these, pika retries and waits long enough to stall a hand-over.
+        fast = dict.fromkeys(["socket_timeout", "blocked_connection_timeout"], timeout)
+        parts = urlsplit(url)
+        query = {"connection_attempts": 1, **fast, **dict(parse_qsl(parts.query))}
+        url = urlunsplit(parts._replace(query=urlencode(query)))
+        return RabbitmqBroker(url=url, confirm_delivery=True)
+    try:
+        found = import_string(url)  # a path from settings, never a message
+    except ImportError:
+        found = None
+    if not isinstance(found, dramatiq.Broker):
+        raise ConfigurationError(
+            f"The Dramatiq engine {alias!r} needs OPTIONS['broker']: a redis:// or "
+            f"amqp:// URL, or the dotted path of a dramatiq.Broker, not {where!r}."
+        )
+    return found
+
+
+class DramatiqEngine(Engine):
+    """Sends one message per delivery to the actor ``signalbox_deliver``."""
+
+    supports_queues: ClassVar[bool] = True
+
+    def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
+        super().__init__(alias, options)
+        if set(options) - _OPTIONS or "broker" not in options:
+            raise ConfigurationError(
+                f"The Dramatiq engine {alias!r} takes OPTIONS {{'broker': "
+                f"'redis://…' | 'amqp://…' | 'proj.dramatiq.broker', 'queues': "
+                f"['default'], 'queue_prefix': '', 'time_limit': ms, 'timeout': 5}}"
+                f" (broker required), not {dict(options)!r}."
+            )
+        self.broker = _broker(alias, options["broker"], options.get("timeout", 5))
+        self.prefix = str(options.get("queue_prefix", ""))
+        limit = {"time_limit": options["time_limit"]} if "time_limit" in options else {}
+        # The actor's own queue too, or Dramatiq declares an unprefixed one.
+        home = self.prefix + "default"
+        self.actor = dramatiq.actor(
+            actor_name=ACTOR,
+            queue_name=home,
+            broker=self.broker,
+            max_retries=0,
+            **limit,
+        )(_run)
+        for name in options.get("queues", ["default"]):  # what workers consume
+            self.broker.declare_queue(self.prefix + name)
+
+    def publish(self, handovers: Sequence[outbox.Handover]) -> None:
+        """Enqueue each delivery's message; raise if the broker refuses one."""
+        for each in handovers:
+            message = self.actor.message(each.id, self.alias, each.using)
+            self.broker.enqueue(message.copy(queue_name=self.prefix + each.queue))
+
+    def check(self) -> list[checks.CheckMessage]:
+        """An error unless Dramatiq's encoder is JSON (the default)."""
+        encoder = dramatiq.get_encoder()
+        if isinstance(encoder, JSONEncoder):
+            return []
+        why = f"Dramatiq's encoder is {type(encoder).__name__}, not JSONEncoder"
+        return [checks.Error(why, hint="Remove set_encoder().", id="signalbox.E010")]
+
+    def close(self) -> None:
+        self.broker.close()
+
+
+def broker(alias: str = "default") -> dramatiq.Broker:
+    """Engine ``alias``'s broker, made Dramatiq's global one: for workers, once
+    Django is set up (``dramatiq proj.worker:broker``)."""
+    engine = engines.get(alias)
+    if not isinstance(engine, DramatiqEngine):
+        raise ConfigurationError(f"Engine {alias!r} is not a DramatiqEngine.")
+    dramatiq.set_broker(engine.broker)
+    return engine.broker

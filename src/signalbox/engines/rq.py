@@ -1,0 +1,88 @@
+"""RQ 2.x on Redis: ``signalbox.engines.rq.RQEngine`` (``pip install signalbox[rq]``).
+
+Each delivery becomes one RQ job, serialized as JSON, calling :func:`run`
+with the delivery id, the engine's alias and the database alias. RQ retries
+nothing (``retry=None``) and keeps no result: the outbox row holds both.
+Start workers with ``rq worker --serializer rq.serializers.JSONSerializer``
+in a process where Django is set up; see docs/engines/rq.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from django.core import checks
+from redis import Redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from signalbox import outbox
+from signalbox.engines import Engine
+from signalbox.engines.remote import deliver
+from signalbox.exceptions import ConfigurationError
+
+_OPTIONS = {"url", "queue_prefix", "job_timeout", "socket_timeout"}
+
+
+def run(delivery_id: int, engine: str, using: str = "default") -> None:
+    """The RQ job: run the delivery through signalbox, return nothing to RQ."""
+    deliver(delivery_id, engine=engine, using=using)
+
+
+class RQEngine(Engine):
+    """Enqueues one JSON-serialized RQ job per delivery, on ``prefix + queue``."""
+
+    supports_queues: ClassVar[bool] = True
+
+    def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
+        super().__init__(alias, options)
+        unknown = sorted(set(options) - _OPTIONS)
+        url = options.get("url")
+        if unknown or not isinstance(url, str) or not url.startswith("redis"):
+            raise ConfigurationError(
+                f"The RQ engine {alias!r} takes OPTIONS {{'url': 'redis://host:6379/0'"
+                f", 'queue_prefix': '', 'job_timeout': 180, 'socket_timeout': 5}}"
+                f" (url required), not {dict(options)!r}."
+            )
+        self.prefix = str(options.get("queue_prefix", ""))
+        self.job_timeout = int(options.get("job_timeout", 180))
+        timeout = float(options.get("socket_timeout", 5))
+        # Bounded timeouts and no retries: publish() must fail fast.
+        self.redis = Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry_on_timeout=False,
+        )
+        self._queues: dict[str, Queue] = {}
+
+    def queue(self, name: str) -> Queue:
+        """The RQ queue a signalbox ``queue=`` name maps to."""
+        if name not in self._queues:
+            self._queues[name] = Queue(
+                self.prefix + name, connection=self.redis, serializer=JSONSerializer
+            )
+        return self._queues[name]
+
+    def publish(self, handovers: Sequence[outbox.Handover]) -> None:
+        """Enqueue every delivery in one Redis round trip; raise if Redis refuses."""
+        with self.redis.pipeline() as pipe:
+            for each in handovers:
+                self.queue(each.queue).enqueue_call(
+                    run,
+                    args=(each.id, self.alias, each.using),
+                    timeout=self.job_timeout,
+                    result_ttl=0,
+                    retry=None,
+                    pipeline=pipe,
+                )
+            pipe.execute()
+
+    def check(self) -> list[checks.CheckMessage]:
+        """Nothing to report: Redis is reached only when publishing."""
+        return []
+
+    def close(self) -> None:
+        """Close the Redis connection pool."""
+        self.redis.close()
