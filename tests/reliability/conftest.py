@@ -83,7 +83,9 @@ def lite(_sqlite_file: Path, tmp_path: Path) -> Iterator[harness.Workers]:
         connections.close_all()
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, exitstatus: int
+) -> None:
     if not harness.RESULTS:
         return
     terminalreporter.section("reliability figures (one JSON line per scenario)")
@@ -94,6 +96,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         written = report.write(Path(target), harness.RESULTS)
         terminalreporter.write_line(f"report written to {written}")
         docs = os.environ.get("SIGNALBOX_RELIABILITY_DOCS")
-        if docs:
+        if docs and exitstatus == 0:  # the docs show a run that passed
             report.refresh_docs(Path(docs), written, harness.RESULTS)
             terminalreporter.write_line(f"table refreshed in {docs}")

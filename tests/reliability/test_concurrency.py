@@ -50,13 +50,14 @@ def _throughput(alias: str) -> dict[str, float | None]:
 
 def test_four_workers_by_four_threads_on_one_queue(pg: Workers) -> None:
     """4 x 4 on one queue, no faults: every delivery runs exactly once."""
-    count = size(ci=3000, full=20000)
+    count, lease = size(ci=3000, full=20000), harness.calm(pg)
     harness.send_committed("default", "effect_sent", count, batch=1000)
     workers = [pg.start(concurrency=4) for _ in range(4)]
     drain = harness.wait_drained("default", 600)
     result = harness.check(
         "default",
         "concurrency: 4 workers x 4 threads, one queue",
+        lease=lease,
         figures={
             "workers": f"{len(workers)}x4",
             "drain_s": round(drain, 2),
@@ -70,7 +71,7 @@ def test_four_workers_by_four_threads_on_one_queue(pg: Workers) -> None:
 
 def test_sqlite_two_workers_beside_a_sender(lite: Workers) -> None:
     """SQLite, two worker processes and a sender writing meanwhile: no lock errors."""
-    count = size(ci=600, full=5000)
+    count, lease = size(ci=600, full=5000), harness.calm(lite)
     harness.send_committed("sqlite", "effect_sent", count, batch=500)
     sender = Producer("sqlite", ["effect_sent", "atomic_sent"], count=10**9)
     sender.pause = 0.01
@@ -95,7 +96,7 @@ def test_sqlite_two_workers_beside_a_sender(lite: Workers) -> None:
     harness.check(
         "sqlite",
         "concurrency: SQLite, 2 workers x 4 threads beside a sender",
-        lease=1.0,
+        lease=lease,
         figures={
             "workers": f"{len(workers)}x4",
             "sender_commits": sender.committed,

@@ -13,7 +13,7 @@ from tests.reliability.harness import Producer, Workers, size, sql
 
 def test_a_backlog_drained_by_four_workers(pg: Workers) -> None:
     """A backlog sent before any worker runs: drain time and memory per worker."""
-    count = size(ci=4000, full=50000)
+    count, lease = size(ci=4000, full=50000), harness.calm(pg)
     began = time.monotonic()
     harness.send_committed("default", "effect_sent", count, batch=2000)
     sending = time.monotonic() - began
@@ -29,6 +29,7 @@ def test_a_backlog_drained_by_four_workers(pg: Workers) -> None:
     result = harness.check(
         "default",
         "housekeeping: a backlog drained by 4 workers",
+        lease=lease,
         figures={
             "backlog": count,
             "sends_per_s": round(count / sending),
@@ -43,7 +44,7 @@ def test_a_backlog_drained_by_four_workers(pg: Workers) -> None:
 
 def test_pruning_while_workers_run(pg: Workers) -> None:
     """Prune with zero retention under load: only finished rows ever go."""
-    far = size(ci=50, full=500)
+    far, lease = size(ci=50, full=500), harness.calm(pg)
     harness.send_committed("default", "far_sent", far)
     retention = {
         "SIGNALBOX_REL_COMPLETED_RETENTION": "0",
@@ -116,6 +117,7 @@ def test_pruning_while_workers_run(pg: Workers) -> None:
     harness.check(
         "default",
         "housekeeping: pruning while workers run",
+        lease=lease,
         figures={
             "prune_runs": runs,
             "pruned_completed": deleted.get("completed", 0),
