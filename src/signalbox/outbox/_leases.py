@@ -59,14 +59,21 @@ def claim(
         else:
             ids = due.values("id")[:limit]
         _rows(using).filter(id__in=ids, state__in=WAITING).update(
-            state=State.EXECUTING,
-            attempt=F("attempt") + 1,
-            lease_token=token,
-            leased_by=worker,
-            lease_expires_at=after(lease),
-            attempted_at=Now(),
+            **_taken(token, worker, lease)
         )
     return _claimed(_rows(using).filter(lease_token=token), token, using)
+
+
+def _taken(token: uuid.UUID, worker: str, lease: timedelta) -> dict[str, Any]:
+    """A claim's changes to a row: executing, its attempt counted, leased."""
+    return {
+        "state": State.EXECUTING,
+        "attempt": F("attempt") + 1,
+        "lease_token": token,
+        "leased_by": worker,
+        "lease_expires_at": after(lease),
+        "attempted_at": Now(),
+    }
 
 
 def _claim_postgresql(
@@ -142,14 +149,7 @@ def claim_one(
             _rows(using)
             .due()
             .filter(id=delivery_id, engine=engine, receiver__in=receivers)
-            .update(
-                state=State.EXECUTING,
-                attempt=F("attempt") + 1,
-                lease_token=token,
-                leased_by=worker,
-                lease_expires_at=after(lease),
-                attempted_at=Now(),
-            )
+            .update(**_taken(token, worker, lease))
         )
     if not taken:
         return None
