@@ -356,3 +356,32 @@ def test_the_thread_engine_runs_committed_deliveries_in_this_process() -> None:
         time.sleep(0.05)
     assert sorted(ran) == [(n, 1) for n in range(5)]
     assert Delivery.objects.completed().count() == 5
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("synchronous", [False, True])
+def test_deliver_relaxes_only_its_own_bookkeeping_transactions(
+    synchronous: bool,
+) -> None:
+    # The claim and the acknowledgement run on the receiver's connection: a
+    # SET LOCAL each, so the receiver's own writes keep the server's setting.
+    connect(remote_job)
+    order_paid.send(sender=None, n=1)
+    pk = Delivery.objects.get().pk
+    statements: list[str] = []
+
+    def spy(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    settings = {"ENGINES": {"default": EMBEDDED, "broker": RECORDING}}
+    with (
+        override_settings(SIGNALBOX={**settings, "SYNCHRONOUS_ACKS": synchronous}),
+        connections["default"].execute_wrapper(spy),
+    ):
+        assert deliver(pk, engine="broker") == Outcome.COMPLETED
+    relaxed = [s for s in statements if "synchronous_commit" in s]
+    assert len(relaxed) == (0 if synchronous else 2)
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone() == ("on",)

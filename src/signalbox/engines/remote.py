@@ -20,8 +20,10 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from signalbox import _connections, conf, outbox, registry
 from signalbox.worker import Outcome, run_delivery
@@ -41,21 +43,52 @@ def deliver(
     """
     receivers = registry.registry.background()
     try:
-        claimed = outbox.claim_one(
-            delivery_id,
-            engine=engine,
-            worker=_name(),
-            receivers=list(receivers),
-            lease=conf.get().lease,
-            using=using,
-        )
+        with _bookkeeping(using):
+            claimed = outbox.claim_one(
+                delivery_id,
+                engine=engine,
+                worker=_name(),
+                receivers=list(receivers),
+                lease=conf.get().lease,
+                using=using,
+            )
         if claimed is None:
             logger.debug("Delivery %s: nothing to run.", delivery_id)
             return None
         with keeper.holding(claimed, using):
-            return run_delivery(claimed, receivers, using=using)
+            return run_delivery(
+                claimed, receivers, using=using, acknowledge=_acknowledge(using)
+            )
     finally:
         _connections.tidy()
+
+
+@contextmanager
+def _bookkeeping(using: str) -> Iterator[None]:
+    """A transaction that commits without waiting for the disk, on PostgreSQL.
+
+    The claim and the acknowledgement share the receiver's own connection
+    here, so unlike the embedded worker's they cannot have a session of their
+    own: ``SET LOCAL`` relaxes this one transaction only. A database crash may
+    then forget it, and the delivery runs again, which at-least-once allows.
+    ``SYNCHRONOUS_ACKS`` turns it off.
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql" or conf.get().synchronous_acks:
+        yield
+        return
+    with transaction.atomic(using=using):
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO off")
+        yield
+
+
+def _acknowledge(using: str) -> Callable[[outbox.Claimed], bool]:
+    def acknowledge(claimed: outbox.Claimed) -> bool:
+        with _bookkeeping(using):
+            return outbox.complete(claimed, using=using)
+
+    return acknowledge
 
 
 def _name() -> str:

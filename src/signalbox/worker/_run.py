@@ -47,8 +47,9 @@ class LeaseLost(Exception):
     """The claim no longer holds the row: another worker took it over."""
 
 
-Acknowledge = Callable[[outbox.Claimed], None]
-"""Takes over recording that a delivery completed (the worker batches them)."""
+Acknowledge = Callable[[outbox.Claimed], "bool | None"]
+"""Records that a delivery completed: returns whether it applied (the lease
+still held), or None when it is recorded later (the worker batches them)."""
 
 
 def run_delivery(
@@ -66,9 +67,9 @@ def run_delivery(
     passes one that runs coroutines on its event loop); by default coroutine
     receivers go through ``async_to_sync``. ``acknowledge``, when given, is
     handed each successful run of a receiver that is not ``atomic=True``
-    instead of marking it completed here, and the outcome is then
-    ``COMPLETED`` before the row says so; failures, retries and atomic
-    completions are always recorded before this returns.
+    instead of marking it completed here; if it says it will record it later
+    (None), the outcome is ``COMPLETED`` before the row says so. Failures,
+    retries and atomic completions are always recorded before this returns.
     """
     found = _find(claimed, receivers)
     if found is None:
@@ -139,8 +140,7 @@ def _attempt(
     if policy.atomic:
         return Outcome.COMPLETED
     if acknowledge is not None:
-        acknowledge(claimed)
-        return Outcome.COMPLETED
+        return _outcome(acknowledge(claimed) is not False, Outcome.COMPLETED)
     return _outcome(outbox.complete(claimed, using=using), Outcome.COMPLETED)
 
 
