@@ -385,3 +385,15 @@ def test_deliver_relaxes_only_its_own_bookkeeping_transactions(
     with connections["default"].cursor() as cursor:
         cursor.execute("SHOW synchronous_commit")
         assert cursor.fetchone() == ("on",)
+
+
+@pytest.mark.postgres
+def test_deliver_inside_a_callers_transaction_leaves_its_durability_alone() -> None:
+    connect(remote_job)
+    order_paid.send(sender=None, n=1)
+    pk = Delivery.objects.get().pk
+    with transaction.atomic():
+        assert deliver(pk, engine="broker") == Outcome.COMPLETED
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone() == ("on",)

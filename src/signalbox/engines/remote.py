@@ -74,7 +74,9 @@ def _bookkeeping(using: str) -> Iterator[None]:
     ``SYNCHRONOUS_ACKS`` turns it off.
     """
     connection = connections[using]
-    if connection.vendor != "postgresql" or conf.get().synchronous_acks:
+    # Inside someone else's transaction SET LOCAL would relax theirs: not then.
+    relax = not (connection.in_atomic_block or conf.get().synchronous_acks)
+    if connection.vendor != "postgresql" or not relax:
         yield
         return
     with transaction.atomic(using=using):
