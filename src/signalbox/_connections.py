@@ -11,10 +11,11 @@ def tidy() -> None:
     Opening a connection per delivery (what ``close_old_connections()`` does
     with Django's default ``CONN_MAX_AGE = 0``) cost more than the delivery;
     a connection is closed only when an error left it unusable, or the code
-    that ran left it outside autocommit (a transaction still open).
+    that ran left it outside autocommit (a transaction still open). Inside a
+    caller's ``atomic()`` block (the job was run from one) nothing is touched.
     """
     for connection in connections.all(initialized_only=True):
-        if connection.connection is None:
+        if connection.connection is None or connection.in_atomic_block:
             continue
         broken = connection.errors_occurred and not connection.is_usable()
         if broken or not connection.get_autocommit():
