@@ -129,7 +129,12 @@ def test_sigterm_gives_back_what_outlives_the_grace_period(workers: Workers) -> 
     process = workers.start(SIGNALBOX_WORKER_GRACE="0.5")
     wait_for(lambda: len(notes("start")) == 1)
     process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
     output = process.communicate(timeout=20)[0]
+    # Out soon after the grace period: the thread still running the receiver
+    # is not waited for (it was, up to 5 s, which a 30 s SIGKILL budget minus
+    # a 25 s grace cannot spare).
+    assert time.monotonic() - signalled < 0.5 + 3.5, output
     assert process.returncode == 0, output
     row = Delivery.objects.get()
     # Released, not lost, and no attempt spent.

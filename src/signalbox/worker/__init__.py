@@ -409,11 +409,15 @@ class Worker:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._loop.stop)
         # Joined, so that run() returns with every connection it opened
-        # closed; a receiver still running past the grace period is left to
-        # finish on its daemon thread (its row was given back).
+        # closed. A receiver still running past the grace period is left to
+        # finish on its daemon thread (its row was given back): its thread is
+        # not waited for, or the exit would come later than the grace says.
         deadline = time.monotonic() + 5
         for thread in threads:
-            thread.join(timeout=max(deadline - time.monotonic(), 0))
+            budget = max(deadline - time.monotonic(), 0)
+            if running and thread.name.startswith("signalbox-run"):
+                budget = min(budget, 0.1)
+            thread.join(timeout=budget)
         if not self._loop.is_running():
             self._loop.close()
         self._guarded(lambda: outbox.forget_worker(self.name, using=self.using))
