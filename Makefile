@@ -33,8 +33,9 @@ $(UV):
 
 # One virtualenv per pair, synced from uv.lock (never re-resolved: --locked).
 $(ENV_MAIN)/.synced: $(UV) uv.lock pyproject.toml
+	@bash .ci/mysql-headers.sh
 	UV_PROJECT_ENVIRONMENT=$(ENV_MAIN) $(UV) sync --quiet --locked --python $(PY311) \
-		--group django52 --group test --group lint --group bench --group engines
+		--group django52 --group test --group lint --group bench --group engines --group mysql
 	@touch $@
 
 $(ENV_NEXT)/.synced: $(UV) uv.lock pyproject.toml
