@@ -164,11 +164,13 @@ def _encode_model(instance: models.Model, depth: int) -> Any:
 
 def _snapshot(instance: models.Model, depth: int) -> tuple[dict[str, Any], ...]:
     """The loaded concrete fields, by attname: codec values, or field strings."""
-    deferred = instance.get_deferred_fields()
+    # A deferred field is one missing from __dict__ (get_deferred_fields()
+    # asks the same, in a loop of its own).
+    loaded = instance.__dict__
     fields: dict[str, Any] = {}
     strings: dict[str, Any] = {}
     for field in instance._meta.concrete_fields:
-        if field.attname not in deferred:
+        if field.attname in loaded:
             try:
                 fields[field.attname] = _encode(
                     field.value_from_object(instance), depth
