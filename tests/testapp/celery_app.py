@@ -14,6 +14,7 @@ from celery import Celery
 
 QUEUE = "sbtest-celery-default"
 PRIVATE_REDIS_PORT = 6390
+PRIVATE_RABBITMQ_PORT = 5673
 
 
 def _app(name: str, url: str, **transport: object) -> Celery:
@@ -39,4 +40,7 @@ private_app = _app(
     "sbtest-private",
     f"redis://127.0.0.1:{PRIVATE_REDIS_PORT}/0",
     visibility_timeout=float(os.environ.get("SIGNALBOX_CELERY_VISIBILITY", "3600")),
+)
+private_amqp_app = _app(
+    "sbtest-private-amqp", f"amqp://guest:guest@127.0.0.1:{PRIVATE_RABBITMQ_PORT}//"
 )
