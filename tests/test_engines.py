@@ -397,3 +397,25 @@ def test_deliver_inside_a_callers_transaction_leaves_its_durability_alone() -> N
         with connections["default"].cursor() as cursor:
             cursor.execute("SHOW synchronous_commit")
             assert cursor.fetchone() == ("on",)
+
+
+@pytest.mark.postgres
+def test_only_rows_for_the_embedded_workers_wake_them() -> None:
+    # An engine's rows are handed to it after the commit; a NOTIFY would only
+    # send every idle embedded worker to claim nothing.
+    import psycopg
+
+    connect(remote_job)  # the recording engine
+    params = connections["default"].get_connection_params()
+    with psycopg.connect(**params, autocommit=True) as listener:
+        listener.execute(f"LISTEN {outbox.NOTIFY_CHANNEL}")
+        with transaction.atomic():
+            order_paid.send(sender=None, n=1)
+        assert list(listener.notifies(timeout=0.3)) == []
+        connect(slow_job, engine="default")  # one send, two receivers, one INSERT
+        with transaction.atomic():
+            order_paid.send(sender=None, n=2, seconds=0)
+        received = list(listener.notifies(timeout=1.0, stop_after=1))
+        assert [n.channel for n in received] == [outbox.NOTIFY_CHANNEL]
+    assert Delivery.objects.filter(engine="broker").count() == 2
+    assert Delivery.objects.filter(engine="default").count() == 1

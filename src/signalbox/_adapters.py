@@ -229,7 +229,8 @@ class BackgroundReceiver(Adapter):
         if engines.get(rows[0].engine).embedded:
             outbox.enqueue(rows, using=using)
         else:  # its engine is handed the row once the transaction commits
-            outbox.enqueue(rows, using=using, then=engines.after_commit(rows, using))
+            handover = engines.after_commit(rows, using)
+            outbox.enqueue(rows, using=using, then=handover, wake=False)
 
     def delivery(
         self, signal: object, sender: object, kwargs: dict[str, Any]

@@ -41,16 +41,19 @@ _compact = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
 def insert(
-    vendor: str, rows: Sequence[tuple[str, str, str, str, int, Any, int]], ids: bool
+    vendor: str,
+    rows: Sequence[tuple[str, str, str, str, int, Any, int]],
+    ids: bool,
+    wake: bool = True,
 ) -> tuple[str, list[Any]] | None:
     """The INSERT of ``rows`` due at once, as (sql, params), or None where the
     ORM must write them.
 
     Each row is (signal, receiver, engine, queue, priority, payload,
     max_attempts). The statement returns the new ids, in order, when ``ids``
-    asks; on PostgreSQL it also sends the NOTIFY.
+    asks; on PostgreSQL it also sends the NOTIFY when ``wake`` asks.
     """
-    sql = _insert_sql(vendor, len(rows), ids)
+    sql = _insert_sql(vendor, len(rows), ids, wake)
     if sql is None:
         return None
     params: list[Any] = []
@@ -68,12 +71,12 @@ def insert(
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_sql(vendor: str, count: int, ids: bool) -> str | None:
+def _insert_sql(vendor: str, count: int, ids: bool, wake: bool) -> str | None:
     row = _INSERT_ROW.get(vendor)
     if row is None:
         return None
     # Every part is one of this module's constants, never data: S608 is moot.
-    if vendor != "postgresql":
+    if vendor != "postgresql" or not wake:
         sql = _INSERT_HEAD + "VALUES " + ", ".join([f"({row})"] * count)
     elif count == 1:
         sql = f"{_INSERT_HEAD}SELECT {row} FROM {_NOTIFY}"  # noqa: S608

@@ -15,9 +15,13 @@ from signalbox.outbox._base import NewDelivery, after
 Written = Callable[[list[int]], None]
 """Told the ids of the rows one :func:`enqueue` call wrote, in order."""
 
-_batch: contextvars.ContextVar[
-    dict[str, list[tuple[Sequence[NewDelivery], Written | None]]] | None
-] = contextvars.ContextVar("signalbox_outbox_batch", default=None)
+# What one enqueue() call asked for: its rows, its `then`, and whether they
+# wake the embedded workers.
+_Call = tuple[Sequence[NewDelivery], Written | None, bool]
+
+_batch: contextvars.ContextVar[dict[str, list[_Call]] | None] = contextvars.ContextVar(
+    "signalbox_outbox_batch", default=None
+)
 
 
 @contextmanager
@@ -30,14 +34,14 @@ def batch() -> Iterator[None]:
     its own rows. A signal sent to several background receivers thus costs
     one statement.
     """
-    pending: dict[str, list[tuple[Sequence[NewDelivery], Written | None]]] = {}
+    pending: dict[str, list[_Call]] = {}
     token = _batch.set(pending)
     try:
         yield
     finally:
         _batch.reset(token)
         for using, calls in pending.items():
-            _write([row for rows, _ in calls for row in rows], using, calls)
+            _write([row for rows, _, _ in calls for row in rows], using, calls)
 
 
 def enqueue(
@@ -46,34 +50,39 @@ def enqueue(
     using: str,
     ids: bool = False,
     then: Written | None = None,
+    wake: bool = True,
 ) -> list[int]:
     """Write ``rows`` in the caller's transaction on ``using``, in one INSERT.
 
-    A rollback discards them; the commit makes them visible to workers (on
-    PostgreSQL the statement also sends ``NOTIFY signalbox``, which is
-    delivered at the commit). ``then``, if given, is called with the new
-    rows' ids right after they are written (still inside the transaction).
-    With ``ids=True`` the ids are also returned, in order (a ``RETURNING``,
-    which costs); otherwise, and always inside :func:`batch`, whose rows wait
-    for the batch's end, ``[]`` is returned.
+    A rollback discards them; the commit makes them visible to workers. With
+    ``wake`` (the default), on PostgreSQL the statement also sends ``NOTIFY
+    signalbox``, delivered at the commit, which wakes idle embedded workers;
+    rows for an engine that is handed them after the commit need no such
+    wake-up (no embedded worker claims them), so they pass ``wake=False``.
+    ``then``, if given, is called with the new rows' ids right after they are
+    written (still inside the transaction). With ``ids=True`` the ids are also
+    returned, in order (a ``RETURNING``, which costs); otherwise, and always
+    inside :func:`batch`, whose rows wait for the batch's end, ``[]`` is
+    returned.
     """
     pending = _batch.get()
     if pending is not None:
-        pending.setdefault(using, []).append((rows, then))
+        pending.setdefault(using, []).append((rows, then, wake))
         return []
     if not rows:
         return []
-    written = _write(rows, using, [(rows, then)], ids)
+    written = _write(rows, using, [(rows, then, wake)], ids)
     return written if ids else []
 
 
 def _write(
     rows: Sequence[NewDelivery],
     using: str,
-    calls: list[tuple[Sequence[NewDelivery], Written | None]],
+    calls: list[_Call],
     ids: bool = False,
 ) -> list[int]:
-    ids = ids or any(then is not None for _, then in calls)
+    ids = ids or any(then is not None for _, then, _ in calls)
+    wake = any(wakes for _, _, wakes in calls)
     connection = connections[using]
     statement = None
     if not any(row.delay for row in rows):
@@ -92,6 +101,7 @@ def _write(
                 for r in rows
             ],
             ids,
+            wake,
         )
     if statement is None:
         written = _write_with_orm(rows, using, ids)
@@ -102,7 +112,7 @@ def _write(
             cursor.execute(*statement)
             written = [each[0] for each in cursor.fetchall()] if ids else []
     start = 0
-    for call_rows, then in calls:
+    for call_rows, then, _ in calls:
         if then is not None:
             then(written[start : start + len(call_rows)])
         start += len(call_rows)
