@@ -122,9 +122,7 @@ def test_postgresql_keeps_the_insert_prepared() -> None:
 
 
 @pytest.mark.postgres
-def test_a_rollback_forgets_the_prepared_insert_and_the_next_send_prepares_again() -> (
-    None
-):
+def test_a_rollback_discards_its_rows_and_the_sends_after_it_still_write() -> None:
     outbox.enqueue([new()], using="default")
     enqueue_and_roll_back(new("rolled-back"))
     outbox.enqueue([new("after")], using="default")

@@ -37,37 +37,28 @@ _NOTIFY = "pg_notify('signalbox', '')"
 # One encoder for every send: json.dumps() with options builds a new one.
 # The codec has already refused loops (it limits depth), so the encoder need
 # not track every container it enters.
-_compact = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+compact = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+"""A payload as the JSON text the send's INSERT carries."""
 
 
 def insert(
     vendor: str,
-    rows: Sequence[tuple[str, str, str, str, int, Any, int]],
+    rows: Sequence[tuple[str, str, str, str, int, str, int]],
     ids: bool,
     wake: bool = True,
 ) -> tuple[str, list[Any]] | None:
-    """The INSERT of ``rows`` due at once, as (sql, params), or None where the
-    ORM must write them.
+    """The INSERT of ``rows`` due at once, as (sql, params) for a cursor, or
+    None where the ORM must write them.
 
-    Each row is (signal, receiver, engine, queue, priority, payload,
-    max_attempts). The statement returns the new ids, in order, when ``ids``
-    asks; on PostgreSQL it also sends the NOTIFY when ``wake`` asks.
+    Each row is (signal, receiver, engine, queue, priority, payload as JSON
+    text, max_attempts). The statement returns the new ids, in order, when
+    ``ids`` asks; on PostgreSQL it also sends the NOTIFY when ``wake`` asks.
+    (On psycopg 3, :mod:`signalbox._libpq` runs the same statement cheaper.)
     """
     sql = _insert_sql(vendor, len(rows), ids, wake)
     if sql is None:
         return None
-    params: list[Any] = []
-    for signal, receiver, engine, queue, priority, payload, max_attempts in rows:
-        params += (
-            signal,
-            receiver,
-            engine,
-            queue,
-            priority,
-            _compact(payload),
-            max_attempts,
-        )
-    return sql, params
+    return sql, [value for row in rows for value in row]
 
 
 @functools.lru_cache(maxsize=64)
@@ -75,13 +66,20 @@ def _insert_sql(vendor: str, count: int, ids: bool, wake: bool) -> str | None:
     row = _INSERT_ROW.get(vendor)
     if row is None:
         return None
+    return compose_insert([row] * count, ids, notify=vendor == "postgresql" and wake)
+
+
+def compose_insert(rows: Sequence[str], ids: bool, notify: bool) -> str:
+    """The send's INSERT of ``rows`` (each the SQL of one row's values), with
+    PostgreSQL's NOTIFY if ``notify`` asks and ``RETURNING id`` if ``ids`` does.
+    """
+    values = ", ".join([f"({row})" for row in rows])
     # Every part is one of this module's constants, never data: S608 is moot.
-    if vendor != "postgresql" or not wake:
-        sql = _INSERT_HEAD + "VALUES " + ", ".join([f"({row})"] * count)
-    elif count == 1:
-        sql = f"{_INSERT_HEAD}SELECT {row} FROM {_NOTIFY}"  # noqa: S608
+    if not notify:
+        sql = _INSERT_HEAD + "VALUES " + values
+    elif len(rows) == 1:
+        sql = f"{_INSERT_HEAD}SELECT {rows[0]} FROM {_NOTIFY}"  # noqa: S608
     else:
-        values = ", ".join([f"({row})"] * count)
         sql = f"{_INSERT_HEAD}SELECT v.* FROM (VALUES {values}) AS v, {_NOTIFY}"  # noqa: S608
     return sql + " RETURNING id" if ids else sql
 

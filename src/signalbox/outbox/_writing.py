@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from django.db import connections
 
-from signalbox import _statements
+from signalbox import _libpq, _statements
 from signalbox._states import State
 from signalbox.outbox._base import NewDelivery, after
 
@@ -84,30 +84,32 @@ def _write(
     ids = ids or any(then is not None for _, then, _ in calls)
     wake = any(wakes for _, _, wakes in calls)
     connection = connections[using]
-    statement = None
-    if not any(row.delay for row in rows):
-        statement = _statements.insert(
-            connection.vendor,
-            [
-                (
-                    r.signal,
-                    r.receiver,
-                    r.engine,
-                    r.queue,
-                    r.priority,
-                    r.payload,
-                    r.max_attempts,
-                )
-                for r in rows
-            ],
-            ids,
-            wake,
-        )
-    if statement is None:
+    values = None
+    if connection.vendor in ("postgresql", "sqlite") and not any(
+        row.delay for row in rows
+    ):
+        compact = _statements.compact
+        values = [
+            (
+                r.signal,
+                r.receiver,
+                r.engine,
+                r.queue,
+                r.priority,
+                compact(r.payload),
+                r.max_attempts,
+            )
+            for r in rows
+        ]
+    if values is None:
         written = _write_with_orm(rows, using, ids)
+    # The send's own statement, on the request path: written out rather than
+    # built by the ORM, which costs more than the INSERT itself.
+    elif (written_here := _libpq.insert(connection, values, ids, wake)) is not None:
+        written = written_here
     else:
-        # The send's own statement, on the request path: written out rather
-        # than built by the ORM, which costs more than the INSERT itself.
+        statement = _statements.insert(connection.vendor, values, ids, wake)
+        assert statement is not None  # both vendors above have one
         with _statements.statement_cursor(connection) as cursor:
             cursor.execute(*statement)
             written = [each[0] for each in cursor.fetchall()] if ids else []

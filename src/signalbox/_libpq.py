@@ -1,0 +1,149 @@
+"""The send's INSERT as a prepared statement of signalbox's own, run by libpq.
+
+The INSERT a send adds is the whole of signalbox's cost on the request path,
+and a psycopg cursor spends more Python on it than the server spends running
+it (bench/outbox.py). So on a psycopg 3 connection the statement is prepared
+once, under a name of ours, and run with ``PQexecPrepared`` on the connection
+psycopg holds (``Connection.pgconn``, psycopg's documented low-level access):
+the parameters go as text, and libpq releases the GIL while it waits.
+
+A name of ours lasts as long as the session unless something deallocates it.
+psycopg does, with ``DEALLOCATE ALL`` after a rollback, but only on a
+connection where it prepared statements itself; so this path runs only where
+it never has (Django turns its preparing off; signalbox's worker statements,
+through :func:`signalbox._statements.statement_cursor`, turn it on for their
+own connections, which then keep using that path). Anything else that
+deallocates (a ``DISCARD ALL`` of the project's own) costs one error: the name
+is forgotten, the statement retried at once outside a transaction, and
+prepared again by the next send inside one.
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from signalbox import _statements
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+_INVALID_STATEMENT_NAME = "26000"
+# Unknown-typed parameters in a SELECT list resolve to text, which PostgreSQL
+# assigns to varchar but not to a number or jsonb: those are cast.
+_ROW = (
+    "${}, ${}, ${}, ${}, ${}::smallint, ${}::jsonb, ${}::integer, "
+    "'available', 0, 0, '', '', ''"
+)
+
+# The names prepared on each psycopg connection, for as long as it lives.
+_prepared: weakref.WeakKeyDictionary[Any, set[bytes]] = weakref.WeakKeyDictionary()
+
+
+def insert(
+    connection: BaseDatabaseWrapper,
+    rows: Sequence[tuple[str, str, str, str, int, str, int]],
+    ids: bool,
+    wake: bool,
+) -> list[int] | None:
+    """Write ``rows`` (each with its payload already JSON text) through libpq.
+
+    Returns the new ids in order when ``ids`` asks, else ``[]``; returns None,
+    having done nothing, where this path does not apply (another driver, a
+    connection psycopg prepares on, queries being logged, execute wrappers,
+    a pooler): the caller then runs the statement through a cursor. Errors
+    are Django's, as from any cursor.
+    """
+    raw = _fast_connection(connection)
+    if raw is None:
+        return None
+    connection.validate_no_broken_transaction()
+    if not raw.autocommit and raw.pgconn.transaction_status == _IDLE:
+        # psycopg sends the BEGIN before a transaction's first statement;
+        # let it, through a cursor that prepares nothing (so this path stays
+        # open on the connection for the sends that follow).
+        return _through_a_cursor(connection, rows, ids, wake)
+    name, sql = _statement(len(rows), ids, wake)
+    encoding = raw.info.encoding
+    params = [
+        value.encode(encoding) if isinstance(value, str) else b"%d" % value
+        for row in rows
+        for value in row
+    ]
+    with connection.wrap_database_errors, raw.lock:
+        result = _execute(raw, name, sql, params)
+    return [int(result.get_value(i, 0)) for i in range(result.ntuples)] if ids else []
+
+
+_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE, without importing psycopg here
+
+
+def _fast_connection(connection: BaseDatabaseWrapper) -> Any:
+    if connection.vendor != "postgresql" or connection.queries_logged:
+        return None
+    settings = connection.settings_dict
+    if "prepare_threshold" in settings.get("OPTIONS", {}) or settings.get(
+        "DISABLE_SERVER_SIDE_CURSORS"
+    ):
+        return None
+    if connection.execute_wrappers:  # they are shown every statement: a cursor's
+        return None
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw = connection.connection
+    manager = getattr(raw, "_prepared", None)
+    if getattr(raw, "pgconn", None) is None or getattr(raw, "_pipeline", True):
+        return None  # not psycopg 3, or a pipeline psycopg is running
+    # Where psycopg has prepared statements of its own, its next rollback
+    # deallocates every statement, ours too.
+    if getattr(manager, "_prepared_idx", 1) != 0:
+        return None
+    return raw
+
+
+def _execute(raw: Any, name: bytes, sql: bytes, params: list[bytes]) -> Any:
+    from psycopg import errors, pq
+
+    names = _prepared.setdefault(raw, set())
+    pgconn = raw.pgconn
+    for _ in range(2):
+        if name not in names:
+            result = pgconn.prepare(name, sql)
+            if result.status != pq.ExecStatus.COMMAND_OK:
+                raise errors.error_from_result(result, encoding=raw.info.encoding)
+            names.add(name)
+        idle = pgconn.transaction_status == pq.TransactionStatus.IDLE
+        result = pgconn.exec_prepared(name, params)
+        if result.status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
+            return result
+        error = errors.error_from_result(result, encoding=raw.info.encoding)
+        if error.sqlstate != _INVALID_STATEMENT_NAME:
+            raise error
+        names.discard(name)  # deallocated behind our back (DISCARD ALL, ...)
+        if not idle:
+            raise error  # it aborted the caller's transaction: nothing to retry
+    raise error
+
+
+@functools.lru_cache(maxsize=64)
+def _statement(count: int, ids: bool, wake: bool) -> tuple[bytes, bytes]:
+    numbers = iter(range(1, 7 * count + 1))
+    rows = [_ROW.format(*(next(numbers) for _ in range(7))) for _ in range(count)]
+    sql = _statements.compose_insert(rows, ids, notify=wake)
+    name = f"signalbox_insert_{count}_{'i' if ids else ''}{'w' if wake else ''}"
+    return name.encode(), sql.encode()
+
+
+def _through_a_cursor(
+    connection: BaseDatabaseWrapper,
+    rows: Sequence[tuple[str, str, str, str, int, str, int]],
+    ids: bool,
+    wake: bool,
+) -> list[int]:
+    statement = _statements.insert("postgresql", rows, ids, wake)
+    assert statement is not None  # PostgreSQL always has one
+    with connection.cursor() as cursor:
+        cursor.execute(*statement)
+        return [each[0] for each in cursor.fetchall()] if ids else []

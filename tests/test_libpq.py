@@ -1,0 +1,162 @@
+"""The send's INSERT run by libpq under a prepared statement of signalbox's own."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import DataError, ProgrammingError, connections, transaction
+
+from signalbox import _statements, outbox
+from signalbox.models import Delivery
+from tests.testapp.models import Order
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True, databases=["default", "other"]),
+]
+
+
+def new(receiver: str = "shop.mail", **fields: object) -> outbox.NewDelivery:
+    return outbox.NewDelivery(
+        signal="s", receiver=receiver, payload={"kwargs": {"n": 1}}, **fields
+    )
+
+
+def ours() -> list[str]:
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT name FROM pg_prepared_statements WHERE name LIKE 'signalbox%%'"
+        )
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+def psycopg_prepared() -> int:
+    """How many statements psycopg itself prepared on the default connection."""
+    return int(connections["default"].connection._prepared._prepared_idx)
+
+
+class RolledBack(Exception):
+    pass
+
+
+def rolled_back(*rows: outbox.NewDelivery, begun: bool = True) -> None:
+    """Enqueue ``rows`` in a transaction that then rolls back."""
+    with transaction.atomic():
+        if begun:
+            Order.objects.create(number="rolled back")
+        outbox.enqueue(list(rows), using="default")
+        raise RolledBack
+
+
+def committed(*rows: outbox.NewDelivery) -> None:
+    with transaction.atomic():
+        Order.objects.create(number="committed")
+        outbox.enqueue(list(rows), using="default")
+
+
+def test_a_send_inside_a_transaction_runs_under_our_own_prepared_name() -> None:
+    with transaction.atomic():
+        Order.objects.create(number="L1")  # the transaction has begun
+        outbox.enqueue([new()], using="default")
+        assert outbox.enqueue([new("b"), new("c")], using="default", ids=True)
+    assert ours() == ["signalbox_insert_1_w", "signalbox_insert_2_iw"]
+    assert psycopg_prepared() == 0  # so psycopg never deallocates them
+    assert sorted(Delivery.objects.values_list("receiver", flat=True)) == [
+        "b",
+        "c",
+        "shop.mail",
+    ]
+
+
+def test_ids_come_back_in_order_and_rows_read_back_whole() -> None:
+    with transaction.atomic():
+        Order.objects.create(number="L2")
+        ids = outbox.enqueue(
+            [new("x", priority=-5, max_attempts=3), new("y", queue="mail")],
+            using="default",
+            ids=True,
+        )
+    x, y = (Delivery.objects.get(pk=pk) for pk in ids)
+    assert (x.receiver, x.priority, x.max_attempts, x.payload) == (
+        "x",
+        -5,
+        3,
+        {"kwargs": {"n": 1}},
+    )
+    assert (y.receiver, y.queue) == ("y", "mail")
+
+
+def test_a_rollback_discards_the_rows_and_keeps_the_statement() -> None:
+    with transaction.atomic():
+        Order.objects.create(number="L3")
+        outbox.enqueue([new("kept")], using="default")
+    with pytest.raises(RolledBack):
+        rolled_back(new("rolled back"))
+    assert ours() == ["signalbox_insert_1_w"]
+    with transaction.atomic():
+        Order.objects.create(number="L5")
+        outbox.enqueue([new("after")], using="default")
+    assert sorted(Delivery.objects.values_list("receiver", flat=True)) == [
+        "after",
+        "kept",
+    ]
+
+
+def test_a_send_that_opens_the_transaction_is_still_inside_it() -> None:
+    # Nothing has run in the block yet: psycopg has not sent its BEGIN, and a
+    # statement run past it would commit on its own.
+    with pytest.raises(RolledBack):
+        rolled_back(new("first"), begun=False)
+    assert not Delivery.objects.exists()
+    with transaction.atomic():
+        outbox.enqueue([new("first")], using="default")
+        outbox.enqueue([new("second")], using="default")
+    assert Delivery.objects.count() == 2
+    assert psycopg_prepared() == 0
+
+
+def test_errors_are_djangos_and_leave_the_transaction_to_its_owner() -> None:
+    with pytest.raises(DataError):  # Django's class; 99,999 is not a smallint
+        committed(new(priority=99_999))
+    with transaction.atomic():
+        Order.objects.create(number="L7")
+        outbox.enqueue([new("fine")], using="default")
+    assert list(Delivery.objects.values_list("receiver", flat=True)) == ["fine"]
+
+
+def test_a_statement_deallocated_behind_our_back_is_prepared_again() -> None:
+    outbox.enqueue([new("autocommit")], using="default")
+    with connections["default"].cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    # Outside a transaction the failed EXECUTE harmed nothing: retried at once.
+    outbox.enqueue([new("retried")], using="default")
+    with connections["default"].cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    # Inside one it aborted the caller's transaction, which must be told ...
+    with pytest.raises(ProgrammingError, match="does not exist"):
+        committed(new("lost with its transaction"))
+    # ... and the next send prepares it again.
+    with transaction.atomic():
+        Order.objects.create(number="L9")
+        outbox.enqueue([new("next")], using="default")
+    assert sorted(Delivery.objects.values_list("receiver", flat=True)) == [
+        "autocommit",
+        "next",
+        "retried",
+    ]
+
+
+def test_where_psycopg_prepares_too_the_send_goes_through_its_cursor() -> None:
+    # signalbox's worker statements prepare through psycopg; after a rollback
+    # psycopg deallocates everything on that connection, so ours stay off it.
+    with _statements.statement_cursor(connections["default"]) as cursor:
+        cursor.execute("SELECT %s::int", [1])
+    assert psycopg_prepared() == 1
+    with pytest.raises(RolledBack):
+        rolled_back(new("rolled back"))
+    with transaction.atomic():
+        Order.objects.create(number="L11")
+        outbox.enqueue([new("through psycopg")], using="default")
+    assert ours() == []
+    assert list(Delivery.objects.values_list("receiver", flat=True)) == [
+        "through psycopg"
+    ]
