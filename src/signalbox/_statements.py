@@ -101,6 +101,42 @@ RETURNING id, signal, receiver, payload, attempt, max_attempts, enqueued_at
 """Takes one named row, if it is due; on PostgreSQL, where a row's lock
 makes a concurrent claim of the same row wait and then find it taken."""
 
+CLAIM_MYSQL = """
+SELECT priority, scheduled_at, id FROM signalbox_delivery
+FORCE INDEX (signalbox_delivery_waiting)
+WHERE state = %s AND {engine} AND {queue} AND receiver IN ({receivers})
+  AND scheduled_at <= NOW(6)
+ORDER BY priority, scheduled_at, id
+LIMIT %s
+FOR UPDATE SKIP LOCKED
+"""
+"""One walk of a MySQL or MariaDB claim: the due rows of one waiting state,
+locked, in the claim's order. ``{engine}`` and ``{queue}`` are each ``column
+= %s``, which walks ``signalbox_delivery_waiting`` in order and stops after
+the limit, or ``column IN (...)``, which sorts the state's rows first;
+``{receivers}`` holds a ``%s`` per key. The index is named because the
+optimizer prefers the "due" index, which MySQL holds without its condition
+and a claim would walk past every finished row (outbox._leases)."""
+
+
+def claim_mysql(
+    state: str, engines: list[str], queues: list[str], receivers: list[str]
+) -> tuple[str, list[Any]]:
+    """One walk of :data:`CLAIM_MYSQL`, as (sql, params) but for the limit."""
+
+    def column(name: str, values: list[str]) -> str:
+        if len(values) == 1:
+            return f"{name} = %s"
+        return f"{name} IN ({', '.join(['%s'] * len(values))})"
+
+    sql = CLAIM_MYSQL.format(
+        engine=column("engine", engines),
+        queue=column("queue", queues),
+        receivers=", ".join(["%s"] * len(receivers)),
+    )
+    return sql, [state, *engines, *queues, *receivers]
+
+
 COMPLETE_MANY_POSTGRESQL = """
 UPDATE signalbox_delivery AS d SET
     state = 'completed', finished_at = statement_timestamp(), lease_token = NULL,
