@@ -42,9 +42,8 @@ def test_a_send_adds_exactly_one_statement_to_the_transaction() -> None:
                 placed.send(sender=Order, order=order)
         assert len(queries) == 1
         table = connections["default"].ops.quote_name("signalbox_delivery")
-        assert queries[0]["sql"].startswith(
-            ("INSERT INTO signalbox_delivery", f"INSERT INTO {table}")
-        )
+        sql = queries[0]["sql"]  # signalbox's own statement, or the ORM's
+        assert "INSERT INTO signalbox_delivery" in sql or f"INSERT INTO {table}" in sql
     finally:
         placed.disconnect(placed_in_background)
 
