@@ -102,8 +102,7 @@ RETURNING id, signal, receiver, payload, attempt, max_attempts, enqueued_at
 makes a concurrent claim of the same row wait and then find it taken."""
 
 CLAIM_MYSQL = """
-SELECT priority, scheduled_at, id FROM signalbox_delivery
-FORCE INDEX (signalbox_delivery_waiting)
+SELECT priority, scheduled_at, id FROM signalbox_delivery{hint}
 WHERE state = %s AND {engine} AND {queue} AND receiver IN ({receivers})
   AND scheduled_at <= NOW(6)
 ORDER BY priority, scheduled_at, id
@@ -114,15 +113,24 @@ FOR UPDATE SKIP LOCKED
 locked, in the claim's order. ``{engine}`` and ``{queue}`` are each ``column
 = %s``, which walks ``signalbox_delivery_waiting`` in order and stops after
 the limit, or ``column IN (...)``, which sorts the state's rows first;
-``{receivers}`` holds a ``%s`` per key. The index is named because the
-optimizer prefers the "due" index, which MySQL holds without its condition
-and a claim would walk past every finished row (outbox._leases)."""
+``{receivers}`` holds a ``%s`` per key. ``{hint}`` names the index where
+it exists, because the optimizer prefers the "due" index, which MySQL holds
+without its condition and a claim would walk past every finished row
+(outbox._leases); a table made without migrations (pytest-django's
+``--nomigrations``) lacks it, and naming it there would be an error."""
+
+WAITING_INDEX = "signalbox_delivery_waiting"
 
 
 def claim_mysql(
-    state: str, engines: list[str], queues: list[str], receivers: list[str]
+    state: str,
+    engines: list[str],
+    queues: list[str],
+    receivers: list[str],
+    indexed: bool,
 ) -> tuple[str, list[Any]]:
-    """One walk of :data:`CLAIM_MYSQL`, as (sql, params) but for the limit."""
+    """One walk of :data:`CLAIM_MYSQL`, as (sql, params) but for the limit;
+    ``indexed`` says whether the table has :data:`WAITING_INDEX`."""
 
     def column(name: str, values: list[str]) -> str:
         if len(values) == 1:
@@ -130,6 +138,7 @@ def claim_mysql(
         return f"{name} IN ({', '.join(['%s'] * len(values))})"
 
     sql = CLAIM_MYSQL.format(
+        hint=f" FORCE INDEX ({WAITING_INDEX})" if indexed else "",
         engine=column("engine", engines),
         queue=column("queue", queues),
         receivers=", ".join(["%s"] * len(receivers)),

@@ -127,16 +127,17 @@ def _claim_mysql(
     rows are merged in that order and the first ``limit`` taken; the rest
     stay locked, skipped by other claims, until this one commits.
     """
+    indexed = _has_waiting_index(using)
     if len(WAITING) * len(engines) * len(queues) <= _MOST_WALKS:
         walks = [
-            _statements.claim_mysql(state, [engine], [queue], receivers)
+            _statements.claim_mysql(state, [engine], [queue], receivers, indexed)
             for state in WAITING
             for engine in engines
             for queue in queues
         ]
     else:
         walks = [
-            _statements.claim_mysql(state, engines, queues, receivers)
+            _statements.claim_mysql(state, engines, queues, receivers, indexed)
             for state in WAITING
         ]
     found: list[tuple[int, datetime, int]] = []
@@ -152,6 +153,27 @@ def _claim_mysql(
         )
     # By id: there is no index on the token.
     return _claimed(_rows(using).filter(id__in=ids, lease_token=token), token, using)
+
+
+# Whether the table has migration 0004's index, by (alias, database name).
+_WAITING_INDEXED: dict[tuple[str, str], bool] = {}
+
+
+def _has_waiting_index(using: str) -> bool:
+    """Whether ``signalbox_delivery`` has ``signalbox_delivery_waiting``:
+    looked up once per process and database."""
+    connection = connections[using]
+    key = (using, str(connection.settings_dict["NAME"]))
+    if key not in _WAITING_INDEXED:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT COUNT(*) FROM information_schema.statistics "
+                "WHERE table_schema = DATABASE() AND table_name = %s "
+                "AND index_name = %s",
+                ["signalbox_delivery", _statements.WAITING_INDEX],
+            )
+            _WAITING_INDEXED[key] = bool(cursor.fetchone()[0])
+    return _WAITING_INDEXED[key]
 
 
 def _returned(
