@@ -165,6 +165,48 @@ def test_a_claimed_row_is_never_claimed_again_while_its_claim_commits(
     assert set(Delivery.objects.values_list("attempt", flat=True)) == {1}
 
 
+def test_a_row_claimed_by_id_while_another_claim_commits_is_not_taken_twice(
+    second_connection: Any,
+) -> None:
+    # An engine's task claims its row by id (claim_one). A duplicate message
+    # whose claim meets the row locked by the first claim waits for it, then
+    # finds the row executing, and takes nothing.
+    import threading
+
+    [row] = enqueue(1)
+    with second_connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE signalbox_delivery SET state = 'executing', attempt = 1 "
+            "WHERE id = %s",
+            [row],
+        )
+    taken: list[object] = []
+
+    def duplicate() -> None:
+        try:
+            taken.append(
+                outbox.claim_one(
+                    row,
+                    engine="default",
+                    worker="dup",
+                    receivers=["k"],
+                    lease=LEASE,
+                    using="default",
+                )
+            )
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=duplicate)
+    thread.start()
+    thread.join(timeout=1)
+    assert thread.is_alive()  # waiting on the first claim's lock
+    second_connection.commit()
+    thread.join(timeout=10)
+    assert taken == [None]
+    assert Delivery.objects.values_list("attempt", "leased_by").get() == (1, "")
+
+
 def test_leases_come_from_the_databases_clock_to_the_microsecond() -> None:
     enqueue(1)
     lease = timedelta(seconds=7, microseconds=654_321)
