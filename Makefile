@@ -68,7 +68,7 @@ services:
 # RabbitMQ: those exercise their brokers, and what they ask of the database
 # (the relay's hand-over query, the claim of one row by id) is what
 # test_engines.py and the Tasks and Django-Q ORM engines' tests cover there.
-# That run takes about 85 s.
+# That run took 84 to 100 s on two shared cores.
 test-matrix: $(ENV_MAIN)/.synced $(ENV_NEXT)/.synced services
 	SIGNALBOX_TEST_DB=sqlite   $(ENV_MAIN)/bin/pytest -q
 	SIGNALBOX_TEST_DB=postgres $(ENV_MAIN)/bin/pytest -q
