@@ -29,6 +29,16 @@ if ! postgres_up 2>/dev/null; then
   wait_for PostgreSQL postgres_up || need PostgreSQL
 fi
 
+# MariaDB (or MySQL): the suite's SIGNALBOX_TEST_DB=mysql run.
+mariadb_up() { timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/3306' 2>/dev/null; }
+if ! mariadb_up; then
+  if [ -x /usr/sbin/mariadbd ]; then
+    echo "services: starting MariaDB"
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
+  fi
+  wait_for MariaDB mariadb_up || need MariaDB
+fi
+
 # Redis: the Celery peer in `make bench` (and the engines later).
 redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
 if ! redis_up; then

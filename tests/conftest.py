@@ -1,8 +1,11 @@
 """Shared fixtures, and the rule for tests that need a service.
 
-A test marked ``postgres`` needs the PostgreSQL server. Locally it is skipped
-when the server does not answer; under CI (the ``CI`` variable is set) it
-fails instead, so a missing service can never pass as a green run.
+A test marked ``postgres`` needs the PostgreSQL server, one marked ``mysql``
+MariaDB or MySQL: each runs only in the run on that database
+(``SIGNALBOX_TEST_DB``), and one marked with both in either run. A run on a
+server that does not answer is skipped locally; under CI (the ``CI``
+variable is set) it fails instead, so a missing service can never pass as a
+green run.
 """
 
 from __future__ import annotations
@@ -31,6 +34,13 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
+# The database servers a whole run needs, by SIGNALBOX_TEST_DB.
+SERVERS = {
+    "postgres": ("PostgreSQL", "127.0.0.1", 5432),
+    "mysql": ("MariaDB/MySQL", "127.0.0.1", 3306),
+}
+
+
 # Brokers the engines' integration tests talk to, by marker.
 BROKERS = {"redis": ("127.0.0.1", 6379), "rabbitmq": ("127.0.0.1", 5672)}
 
@@ -40,10 +50,11 @@ def pytest_collection_modifyitems(
 ) -> None:
     answering = {name: _answers(*where) for name, where in BROKERS.items()}
     for item in items:
-        if "postgres" in item.keywords and test_settings.ENGINE != "postgres":
-            item.add_marker(
-                pytest.mark.skip(reason="runs with SIGNALBOX_TEST_DB=postgres")
-            )
+        # A test marked for databases runs on any of them, and only there.
+        wanted = [engine for engine in SERVERS if engine in item.keywords]
+        if wanted and test_settings.ENGINE not in wanted:
+            runs = " or ".join(f"SIGNALBOX_TEST_DB={engine}" for engine in wanted)
+            item.add_marker(pytest.mark.skip(reason=f"runs with {runs}"))
         for name, (host, port) in BROKERS.items():
             if name not in item.keywords or answering[name]:
                 continue
@@ -66,13 +77,17 @@ def _missing_rabbitmq() -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    if test_settings.ENGINE == "postgres" and not _answers("127.0.0.1", 5432):
-        message = "PostgreSQL is not answering on 127.0.0.1:5432"
+    server = SERVERS.get(test_settings.ENGINE)
+    if server is None:
+        return
+    name, host, port = server
+    if not _answers(host, port):
+        message = f"{name} is not answering on {host}:{port}"
         if os.environ.get("CI"):
             raise pytest.UsageError(
                 f"{message}, and CI needs it (start it: make services)."
             )
-        pytest.exit(f"{message}; skipping the PostgreSQL run.", returncode=0)
+        pytest.exit(f"{message}; skipping the {name} run.", returncode=0)
 
 
 @pytest.fixture

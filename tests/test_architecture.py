@@ -63,6 +63,7 @@ LAYERS: dict[str, int] = {
     "signalbox.migrations.0001_initial": 5,
     "signalbox.migrations.0002_delivery_payload_erased_at_permissions": 5,
     "signalbox.migrations.0003_delivery_engine": 5,
+    "signalbox.migrations.0004_delivery_waiting_mysql": 5,
     "signalbox.observe.inventory": 5,
     "signalbox.checks": 5,
     "signalbox.apps": 5,

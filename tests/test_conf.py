@@ -9,7 +9,7 @@ from django.core import checks
 from django.test import override_settings
 
 from signalbox import ConfigurationError, conf
-from signalbox.checks import check_settings
+from signalbox.checks import check_databases, check_settings
 
 
 def test_defaults() -> None:
@@ -68,3 +68,35 @@ def test_system_check_reports_a_bad_setting() -> None:
 
 def test_system_check_is_quiet_when_all_is_well() -> None:
     assert check_settings() == []
+
+
+@pytest.mark.parametrize(
+    ("level", "warned"),
+    [
+        ("missing", False),  # Django's default: READ COMMITTED
+        ("read committed", False),
+        ("READ COMMITTED", False),
+        ("repeatable read", True),
+        ("serializable", True),
+        (None, True),  # the server's default, REPEATABLE READ on InnoDB
+    ],
+)
+def test_a_mysql_database_above_read_committed_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch, level: str | None, warned: bool
+) -> None:
+    from django.conf import settings
+
+    options = {} if level == "missing" else {"isolation_level": level}
+    databases = {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "OPTIONS": {}},
+        "shop": {"ENGINE": "django.db.backends.mysql", "OPTIONS": options},
+    }
+    monkeypatch.setattr(settings, "DATABASES", databases)
+    messages = check_databases()
+    assert [m.id for m in messages] == (["signalbox.W002"] if warned else [])
+    assert all("'shop'" in m.msg for m in messages)
+
+
+def test_the_database_check_is_registered_and_quiet_for_the_suites_settings() -> None:
+    assert check_databases in checks.registry.registry.get_checks()
+    assert check_databases() == []

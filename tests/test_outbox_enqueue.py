@@ -41,7 +41,9 @@ def test_a_send_adds_exactly_one_statement_to_the_transaction() -> None:
             with CaptureQueriesContext(connections["default"]) as queries:
                 placed.send(sender=Order, order=order)
         assert len(queries) == 1
-        assert "INSERT INTO signalbox_delivery" in queries[0]["sql"]
+        table = connections["default"].ops.quote_name("signalbox_delivery")
+        sql = queries[0]["sql"]  # signalbox's own statement, or the ORM's
+        assert "INSERT INTO signalbox_delivery" in sql or f"INSERT INTO {table}" in sql
     finally:
         placed.disconnect(placed_in_background)
 

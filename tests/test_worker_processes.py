@@ -208,6 +208,28 @@ def test_two_workers_run_each_of_a_thousand_deliveries_once(workers: Workers) ->
 
 
 @pytest.mark.postgres
+@pytest.mark.mysql
+def test_three_workers_contending_for_each_claim_run_each_delivery_once(
+    workers: Workers,
+) -> None:
+    # Where claims skip each other's locked rows (FOR UPDATE SKIP LOCKED),
+    # three workers taking two rows at a time claim side by side all along;
+    # a row handed to two of them would show as a second "end" note. (SQLite
+    # serialises claims: the two-worker test above is its case.)
+    with transaction.atomic():
+        for _ in range(2000):
+            work.send(sender=None, seconds=0, tag="c")
+    started = [workers.start("--burst") for _ in range(3)]
+    for process in started:
+        assert process.wait(timeout=180) == 0, process.communicate()[0]
+    ends = [int(note[2]) for note in notes("end")]
+    assert len(ends) == len(set(ends)) == 2000
+    assert Delivery.objects.completed().count() == 2000
+    assert Delivery.objects.filter(attempt=1).count() == 2000  # no row claimed twice
+    assert {note[4] for note in notes("end")} == {str(p.pid) for p in started}
+
+
+@pytest.mark.postgres
 def test_a_worker_survives_its_connections_being_killed(workers: Workers) -> None:
     process = workers.start()
     work.send(sender=None, seconds=0, tag="before")
@@ -217,6 +239,30 @@ def test_a_worker_survives_its_connections_being_killed(workers: Workers) -> Non
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+    work.send(sender=None, seconds=0, tag="after")
+    wait_for(lambda: len(notes("end")) == 2)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=20)[0]
+    assert process.returncode == 0, output
+    assert Delivery.objects.completed().count() == 2
+
+
+@pytest.mark.mysql
+def test_a_worker_survives_its_connections_being_killed_on_mariadb(
+    workers: Workers,
+) -> None:
+    process = workers.start()
+    work.send(sender=None, seconds=0, tag="before")
+    wait_for(lambda: len(notes("end")) == 1)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM information_schema.PROCESSLIST "
+            "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+        )
+        others = [row[0] for row in cursor.fetchall()]
+        assert others  # the worker's
+        for each in others:
+            cursor.execute("KILL CONNECTION %s", [each])
     work.send(sender=None, seconds=0, tag="after")
     wait_for(lambda: len(notes("end")) == 2)
     process.send_signal(signal.SIGTERM)

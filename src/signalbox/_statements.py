@@ -115,6 +115,51 @@ RETURNING id, signal, receiver, payload, attempt, max_attempts, enqueued_at
 """Takes one named row, if it is due; on PostgreSQL, where a row's lock
 makes a concurrent claim of the same row wait and then find it taken."""
 
+CLAIM_MYSQL = """
+SELECT priority, scheduled_at, id FROM signalbox_delivery{hint}
+WHERE state = %s AND {engine} AND {queue} AND receiver IN ({receivers})
+  AND scheduled_at <= NOW(6)
+ORDER BY priority, scheduled_at, id
+LIMIT %s
+FOR UPDATE SKIP LOCKED
+"""
+"""One walk of a MySQL or MariaDB claim: the due rows of one waiting state,
+locked, in the claim's order. ``{engine}`` and ``{queue}`` are each ``column
+= %s``, which walks ``signalbox_delivery_waiting`` in order and stops after
+the limit, or ``column IN (...)``, which sorts the state's rows first;
+``{receivers}`` holds a ``%s`` per key. ``{hint}`` names the index where
+it exists, because the optimizer prefers the "due" index, which MySQL holds
+without its condition and a claim would walk past every finished row
+(outbox._leases); a table made without migrations (pytest-django's
+``--nomigrations``) lacks it, and naming it there would be an error."""
+
+WAITING_INDEX = "signalbox_delivery_waiting"
+
+
+def claim_mysql(
+    state: str,
+    engines: list[str],
+    queues: list[str],
+    receivers: list[str],
+    indexed: bool,
+) -> tuple[str, list[Any]]:
+    """One walk of :data:`CLAIM_MYSQL`, as (sql, params) but for the limit;
+    ``indexed`` says whether the table has :data:`WAITING_INDEX`."""
+
+    def column(name: str, values: list[str]) -> str:
+        if len(values) == 1:
+            return f"{name} = %s"
+        return f"{name} IN ({', '.join(['%s'] * len(values))})"
+
+    sql = CLAIM_MYSQL.format(
+        hint=f" FORCE INDEX ({WAITING_INDEX})" if indexed else "",
+        engine=column("engine", engines),
+        queue=column("queue", queues),
+        receivers=", ".join(["%s"] * len(receivers)),
+    )
+    return sql, [state, *engines, *queues, *receivers]
+
+
 COMPLETE_MANY_POSTGRESQL = """
 UPDATE signalbox_delivery AS d SET
     state = 'completed', finished_at = statement_timestamp(), lease_token = NULL,

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.apps import AppConfig
+from django.conf import settings
 from django.core import checks
 
 from signalbox import conf, engines, registry
@@ -62,4 +63,38 @@ def check_engines(
                     id="signalbox.W001",
                 )
             )
+    return messages
+
+
+@checks.register()
+def check_databases(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Warn (``signalbox.W002``) about a MySQL or MariaDB database whose
+    ``OPTIONS["isolation_level"]`` is not READ COMMITTED (Django's default)."""
+    messages: list[checks.CheckMessage] = []
+    for alias, database in settings.DATABASES.items():
+        if not str(database.get("ENGINE", "")).endswith(".mysql"):
+            continue
+        options = database.get("OPTIONS") or {}
+        level = options.get("isolation_level", "read committed")
+        if level is not None and str(level).lower() == "read committed":
+            continue
+        runs = (
+            "leaves the isolation level to the server (InnoDB's default is "
+            "REPEATABLE READ)"
+            if level is None
+            else f"runs {str(level).upper()}"
+        )
+        messages.append(
+            checks.Warning(
+                f"Database {alias!r} {runs}: signalbox's workers claim rows "
+                "with SELECT ... FOR UPDATE SKIP LOCKED, which above READ "
+                "COMMITTED also locks the gaps it walks (stalling sends) and "
+                "skips rows nobody holds.",
+                hint='Set OPTIONS["isolation_level"] to "read committed", '
+                "or leave it out (Django's default).",
+                id="signalbox.W002",
+            )
+        )
     return messages
