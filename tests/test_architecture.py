@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "signalbox._connections": 0,
     "signalbox.conf": 1,
     "signalbox._statements": 1,
+    "signalbox._libpq": 1,
     "signalbox.policy": 1,
     "signalbox.registry": 1,
     "signalbox.codec": 1,

@@ -160,3 +160,9 @@ def test_where_psycopg_prepares_too_the_send_goes_through_its_cursor() -> None:
     assert list(Delivery.objects.values_list("receiver", flat=True)) == [
         "through psycopg"
     ]
+
+
+def test_text_beyond_ascii_travels_in_the_connections_encoding() -> None:
+    committed(new("accusé", queue="réception"))
+    row = Delivery.objects.get()
+    assert (row.receiver, row.queue) == ("accusé", "réception")

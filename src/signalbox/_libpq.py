@@ -21,7 +21,6 @@ prepared again by the next send inside one.
 from __future__ import annotations
 
 import functools
-import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +37,9 @@ _ROW = (
     "'available', 0, 0, '', '', ''"
 )
 
-# The names prepared on each psycopg connection, for as long as it lives.
-_prepared: weakref.WeakKeyDictionary[Any, set[bytes]] = weakref.WeakKeyDictionary()
+# The names prepared on a psycopg connection live in an attribute of it
+# (``_signalbox_prepared``), so they go with it; a WeakKeyDictionary would
+# build a weakref per send.
 
 
 def insert(
@@ -66,18 +66,26 @@ def insert(
         # open on the connection for the sends that follow).
         return _through_a_cursor(connection, rows, ids, wake)
     name, sql = _statement(len(rows), ids, wake)
-    encoding = raw.info.encoding
-    params = [
-        value.encode(encoding) if isinstance(value, str) else b"%d" % value
-        for row in rows
-        for value in row
-    ]
+    try:  # names and JSON (ensure_ascii) are ASCII, the same in every encoding
+        params = _text(rows, "ascii")
+    except UnicodeEncodeError:
+        params = _text(rows, raw.info.encoding)
     with connection.wrap_database_errors, raw.lock:
         result = _execute(raw, name, sql, params)
     return [int(result.get_value(i, 0)) for i in range(result.ntuples)] if ids else []
 
 
 _IDLE = 0  # psycopg.pq.TransactionStatus.IDLE, without importing psycopg here
+
+
+def _text(
+    rows: Sequence[tuple[str, str, str, str, int, str, int]], encoding: str
+) -> list[bytes]:
+    return [
+        value.encode(encoding) if isinstance(value, str) else b"%d" % value
+        for row in rows
+        for value in row
+    ]
 
 
 def _fast_connection(connection: BaseDatabaseWrapper) -> Any:
@@ -103,10 +111,20 @@ def _fast_connection(connection: BaseDatabaseWrapper) -> Any:
     return raw
 
 
-def _execute(raw: Any, name: bytes, sql: bytes, params: list[bytes]) -> Any:
+@functools.cache
+def _psycopg() -> tuple[Any, Any]:
+    # Imported on first use: a project on SQLite need not have psycopg.
     from psycopg import errors, pq
 
-    names = _prepared.setdefault(raw, set())
+    return errors, pq
+
+
+def _execute(raw: Any, name: bytes, sql: bytes, params: list[bytes]) -> Any:
+    errors, pq = _psycopg()
+    try:
+        names: set[bytes] = raw._signalbox_prepared
+    except AttributeError:
+        names = raw._signalbox_prepared = set()
     pgconn = raw.pgconn
     for _ in range(2):
         if name not in names:
