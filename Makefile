@@ -18,7 +18,7 @@ PY312 := $(call find_python,3.12)
 ENV_MAIN := .venvs/py311-dj52
 ENV_NEXT := .venvs/py312-dj61
 
-.PHONY: demo test lint types migrations-check test-matrix reliability soak bench services clean help
+.PHONY: demo test lint types migrations-check test-matrix lane-main lane-next reliability soak bench services clean help
 
 help:
 	@echo "make demo   run the example shop's scripted scenario on SQLite"
@@ -69,12 +69,30 @@ services:
 # (the relay's hand-over query, the claim of one row by id) is what
 # test_engines.py and the Tasks and Django-Q ORM engines' tests cover there.
 # That run took 84 to 100 s on two shared cores.
+#
+# Two lanes run side by side, each run's output printed whole when it ends:
+# the first pair's runs, and the second pair's without the broker tests, then
+# the fault-injection scenarios. The second pair's broker tests run after
+# both lanes, because every run's broker tests share the same Redis databases,
+# queue names and private broker ports. The lanes' PostgreSQL test databases
+# differ by name (SIGNALBOX_TEST_DB_SUFFIX); SQLite files are per process.
+BROKERS := -m "redis or rabbitmq"
+NO_BROKERS := -m "not redis and not rabbitmq"
+
 test-matrix: $(ENV_MAIN)/.synced $(ENV_NEXT)/.synced services
+	@$(MAKE) --no-print-directory -j2 --output-sync=line lane-main lane-next
+	SIGNALBOX_TEST_DB=sqlite   $(ENV_NEXT)/bin/pytest -q $(BROKERS)
+	SIGNALBOX_TEST_DB=postgres $(ENV_NEXT)/bin/pytest -q $(BROKERS)
+
+lane-main:
 	SIGNALBOX_TEST_DB=sqlite   $(ENV_MAIN)/bin/pytest -q
 	SIGNALBOX_TEST_DB=postgres $(ENV_MAIN)/bin/pytest -q
-	SIGNALBOX_TEST_DB=mysql    $(ENV_MAIN)/bin/pytest -q -m "not redis and not rabbitmq"
-	SIGNALBOX_TEST_DB=sqlite   $(ENV_NEXT)/bin/pytest -q
-	SIGNALBOX_TEST_DB=postgres $(ENV_NEXT)/bin/pytest -q
+	SIGNALBOX_TEST_DB=mysql    $(ENV_MAIN)/bin/pytest -q $(NO_BROKERS)
+
+lane-next:
+	SIGNALBOX_TEST_DB=sqlite   SIGNALBOX_TEST_DB_SUFFIX=_next $(ENV_NEXT)/bin/pytest -q $(NO_BROKERS)
+	SIGNALBOX_TEST_DB=postgres SIGNALBOX_TEST_DB_SUFFIX=_next $(ENV_NEXT)/bin/pytest -q $(NO_BROKERS)
+	SIGNALBOX_RELIABILITY=ci $(RELIABILITY)
 
 # The fault-injection scenarios (tests/reliability/), once, on the first pair:
 # real worker processes against a private PostgreSQL cluster that they start
@@ -88,7 +106,7 @@ soak: $(ENV_MAIN)/.synced
 	SIGNALBOX_RELIABILITY=full SIGNALBOX_RELIABILITY_REPORT=bench/results/reliability-latest.md \
 		SIGNALBOX_RELIABILITY_DOCS=docs/reliability.md $(RELIABILITY)
 
-test: lint types migrations-check test-matrix reliability
+test: lint types migrations-check test-matrix
 
 bench: $(ENV_MAIN)/.synced services
 	$(ENV_MAIN)/bin/python bench/run.py
