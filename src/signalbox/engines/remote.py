@@ -15,15 +15,14 @@ receiver keeps its row and a dead process lets it go.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from signalbox import _connections, conf, outbox, registry
 from signalbox.worker import Outcome, run_delivery
@@ -42,55 +41,38 @@ def deliver(
     in the row like the embedded worker's.
     """
     receivers = registry.registry.background()
+    settings = conf.get()
+    # The claim and the acknowledgement share the receiver's own connection,
+    # so unlike the embedded worker's they cannot have a session of their
+    # own: each is one statement that relaxes its own commit only (on
+    # PostgreSQL, outside a caller's transaction). A database crash may then
+    # forget it, and the delivery runs again, which at-least-once allows.
+    # SYNCHRONOUS_ACKS keeps them durable.
+    durable = settings.synchronous_acks
     try:
-        with _bookkeeping(using):
-            claimed = outbox.claim_one(
-                delivery_id,
-                engine=engine,
-                worker=_name(),
-                receivers=list(receivers),
-                lease=conf.get().lease,
-                using=using,
-            )
+        claimed = outbox.claim_one(
+            delivery_id,
+            engine=engine,
+            worker=_name(),
+            receivers=list(receivers),
+            lease=settings.lease,
+            using=using,
+            durable=durable,
+        )
         if claimed is None:
             logger.debug("Delivery %s: nothing to run.", delivery_id)
             return None
         with keeper.holding(claimed, using):
             return run_delivery(
-                claimed, receivers, using=using, acknowledge=_acknowledge(using)
+                claimed,
+                receivers,
+                using=using,
+                acknowledge=functools.partial(
+                    outbox.complete, using=using, durable=durable
+                ),
             )
     finally:
         _connections.tidy()
-
-
-@contextmanager
-def _bookkeeping(using: str) -> Iterator[None]:
-    """A transaction that commits without waiting for the disk, on PostgreSQL.
-
-    The claim and the acknowledgement share the receiver's own connection
-    here, so unlike the embedded worker's they cannot have a session of their
-    own: ``SET LOCAL`` relaxes this one transaction only. A database crash may
-    then forget it, and the delivery runs again, which at-least-once allows.
-    ``SYNCHRONOUS_ACKS`` turns it off.
-    """
-    connection = connections[using]
-    # Inside someone else's transaction SET LOCAL would relax theirs: not then.
-    relax = not (connection.in_atomic_block or conf.get().synchronous_acks)
-    if connection.vendor != "postgresql" or not relax:
-        yield
-        return
-    with transaction.atomic(using=using):
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO off")
-        yield
-
-
-def _acknowledge(using: str) -> Callable[[outbox.Claimed], bool]:
-    def acknowledge(claimed: outbox.Claimed) -> bool:
-        with _bookkeeping(using):
-            return outbox.complete(claimed, using=using)
-
-    return acknowledge
 
 
 def _name() -> str:

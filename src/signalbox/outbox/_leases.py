@@ -127,6 +127,7 @@ def claim_one(
     receivers: Iterable[str],
     lease: timedelta,
     using: str,
+    durable: bool = True,
 ) -> Claimed | None:
     """Take the delivery ``delivery_id`` if it is due, for ``engine``, with a
     key in ``receivers``; None otherwise.
@@ -135,6 +136,8 @@ def claim_one(
     broker's redelivery, a duplicate hand-over or a forged message finds the
     row running, finished, not due, someone else's or missing, and takes
     nothing. The claim is counted and leased as :func:`claim`'s are.
+    ``durable=False`` lets the claim commit without waiting for the disk, on
+    PostgreSQL and outside a transaction only (see :func:`_relaxing`).
     """
     token = uuid.uuid4()
     receivers = list(receivers)
@@ -142,7 +145,12 @@ def claim_one(
         return None
     if connections[using].vendor == "postgresql":
         params: list[Any] = [token, worker, lease, delivery_id, engine, receivers]
-        found = _returned(_statements.CLAIM_ONE, params, token, using)
+        sql = (
+            _statements.CLAIM_ONE
+            if durable or not _relaxing(using)
+            else _statements.CLAIM_ONE_RELAXED
+        )
+        found = _returned(sql, params, token, using)
         return found[0] if found else None
     with transaction.atomic(using=using):
         taken = (
@@ -198,8 +206,29 @@ def _held(claimed: Claimed, using: str) -> Any:
     )
 
 
-def complete(claimed: Claimed, *, using: str) -> bool:
-    """Mark the delivery completed, if this claim still holds it."""
+def _relaxing(using: str) -> bool:
+    """Whether a statement on ``using`` may relax its own commit's durability:
+    only when it is its own transaction. Inside an ``atomic()`` block (a
+    caller's, or a receiver's) it would relax that whole transaction."""
+    return not connections[using].in_atomic_block
+
+
+def complete(claimed: Claimed, *, using: str, durable: bool = True) -> bool:
+    """Mark the delivery completed, if this claim still holds it.
+
+    ``durable=False`` lets it commit without waiting for the disk, as for
+    :func:`claim_one`.
+    """
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        sql = (
+            _statements.COMPLETE_ONE
+            if durable or not _relaxing(using)
+            else _statements.COMPLETE_ONE_RELAXED
+        )
+        with _statements.statement_cursor(connection) as cursor:
+            cursor.execute(sql, [claimed.id, claimed.token])
+            return bool(cursor.fetchall())
     return bool(
         _held(claimed, using).update(
             state=State.COMPLETED,
