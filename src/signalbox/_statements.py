@@ -127,7 +127,24 @@ def relaxed(sql: str) -> str:
     return sql.rstrip() + _RELAXED
 
 
+MARK_HANDED_OVER = """
+UPDATE signalbox_delivery AS d SET
+    handovers = CASE
+        WHEN d.handed_over_at IS NULL OR d.handed_over_at < d.scheduled_at THEN 1
+        ELSE d.handovers + 1
+    END,
+    handed_over_at = statement_timestamp()
+FROM unnest(%s::bigint[], %s::integer[]) AS handed(id, attempt)
+WHERE d.id = handed.id AND d.attempt = handed.attempt
+  AND d.state IN ('scheduled', 'available', 'retryable')
+RETURNING d.id
+"""
+"""Records hand-overs, each only while its row waits at the attempt it was
+read at. Losing one to a database crash makes the relay hand the row over
+again, which runs nothing twice: it is run relaxed."""
+
 CLAIM_ONE_RELAXED = relaxed(CLAIM_ONE)
+MARK_HANDED_OVER_RELAXED = relaxed(MARK_HANDED_OVER)
 COMPLETE_ONE_RELAXED = relaxed(COMPLETE_ONE)
 
 COMPLETE_MANY_POSTGRESQL = """
