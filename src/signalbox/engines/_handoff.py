@@ -35,7 +35,14 @@ MARK_DELAY = 1.0
 """Seconds the hand-over thread gathers published rows before marking them
 (less when ``HANDOVER_GRACE_SECONDS`` is short: a quarter of it)."""
 
+GATHER_DELAY = 0.005
+"""Seconds the thread gathers commits before publishing again when it
+published less than that ago: a process that commits in a stream hands over
+in batches (one round trip each, where the engine batches) and its requests
+compete with fewer publishes; a lone commit is published at once."""
+
 _MOST_UNMARKED = 1000
+_MOST_GATHERED = 100
 
 
 def publish(
@@ -94,6 +101,7 @@ class Publisher:
         self._mark_at = 0.0  # monotonic; when the first unmarked row is due
         self._flushing = 0
         self._busy = False
+        self._published_at = 0.0  # monotonic
         self._pid = -1
 
     def submit(self, handovers: Sequence[outbox.Handover]) -> None:
@@ -139,12 +147,21 @@ class Publisher:
                 while not (self._pending or self._mark_due()):
                     wait = self._mark_at - time.monotonic() if self._unmarked else None
                     self._changed.wait(wait)
+                gather_until = self._published_at + GATHER_DELAY
+                while (
+                    self._pending
+                    and not self._flushing
+                    and len(self._pending) < _MOST_GATHERED
+                    and time.monotonic() < gather_until
+                ):
+                    self._changed.wait(gather_until - time.monotonic())
                 batch, self._pending, self._busy = self._pending, [], True
                 marks = self._unmarked if self._mark_due() else []
                 if marks:
                     self._unmarked = []
             try:
                 if batch:
+                    self._published_at = time.monotonic()
                     self._published(publish(batch, mark=False))
                 if marks:
                     _mark(marks)
