@@ -433,3 +433,70 @@ def test_deliver_inside_a_callers_transaction_leaves_its_durability_alone() -> N
         with connections["default"].cursor() as cursor:
             cursor.execute("SHOW synchronous_commit")
             assert cursor.fetchone() == ("on",)
+
+
+@pytest.mark.postgres
+def test_a_stream_of_deliveries_acknowledges_each_with_the_next_claim(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from signalbox.engines import remote
+
+    # Long enough that neither the keeper nor a slow machine gets in between.
+    monkeypatch.setattr(remote, "ACK_DELAY", 5.0)
+    monkeypatch.setattr(remote._acks, "_ended", 0.0)  # no delivery just ended
+    connect(remote_job)
+    for n in range(3):
+        order_paid.send(sender=None, n=n)
+    first, second, third = Delivery.objects.order_by("id").values_list("pk", flat=True)
+    statements: list[str] = []
+
+    def spy(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    def state(pk: int) -> str:
+        return Delivery.objects.get(pk=pk).state
+
+    with connections["default"].execute_wrapper(spy):
+        # A lone delivery writes its own completion before it returns.
+        assert deliver(first, engine="broker", defer_ack=True) == Outcome.COMPLETED
+        assert state(first) == State.COMPLETED
+        # One that follows closely leaves it to the next claim ...
+        assert deliver(second, engine="broker", defer_ack=True) == Outcome.COMPLETED
+        assert state(second) == State.EXECUTING
+        # ... and a redelivery of it meanwhile finds it leased: runs nothing.
+        assert deliver(second, engine="broker", defer_ack=True) is None
+        assert deliver(third, engine="broker", defer_ack=True) == Outcome.COMPLETED
+    assert state(second) == State.COMPLETED
+    assert sum("WITH completed" in s for s in statements) == 1
+    remote.write_acks()  # what Celery's worker_process_shutdown and atexit do
+    assert state(third) == State.COMPLETED
+    assert [n for n, _ in ran] == [0, 1, 2]
+
+
+@pytest.mark.postgres
+def test_a_deferred_completion_is_written_by_the_keeper_soon_after() -> None:
+    from signalbox.engines import remote
+
+    connect(remote_job)
+    for n in range(2):
+        order_paid.send(sender=None, n=n)
+    first, second = Delivery.objects.order_by("id").values_list("pk", flat=True)
+    deliver(first, engine="broker", defer_ack=True)
+    assert deliver(second, engine="broker", defer_ack=True) == Outcome.COMPLETED
+    deadline = time.monotonic() + 2
+    while Delivery.objects.completed().count() < 2 and time.monotonic() < deadline:
+        time.sleep(remote.ACK_DELAY)
+    assert Delivery.objects.completed().count() == 2
+
+
+@pytest.mark.postgres
+def test_deliver_inside_a_transaction_never_defers_its_completion() -> None:
+    connect(remote_job)
+    for n in range(2):
+        order_paid.send(sender=None, n=n)
+    first, second = Delivery.objects.order_by("id").values_list("pk", flat=True)
+    deliver(first, engine="broker", defer_ack=True)
+    with transaction.atomic():
+        deliver(second, engine="broker", defer_ack=True)
+        assert Delivery.objects.get(pk=second).state == State.COMPLETED

@@ -9,16 +9,20 @@ from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any, ClassVar
 
-from celery import Celery, uuid  # type: ignore[import-untyped]
+from celery import Celery, signals, uuid  # type: ignore[import-untyped]
 from django.core import checks
 
 from signalbox import outbox
 from signalbox.engines import Engine, Kept
-from signalbox.engines.remote import deliver
+from signalbox.engines.remote import deliver, write_acks
 from signalbox.exceptions import ConfigurationError
 
 _OPTIONS = {"app": str, "queue_prefix": str, "publish_timeout": (int, float)}
 _JSON = {"json", "application/json"}
+
+
+# A prefork child leaves with os._exit(), after this signal: no atexit hook runs.
+signals.worker_process_shutdown.connect(lambda **kwargs: write_acks(), weak=False)
 
 
 class CeleryEngine(Engine):
@@ -41,7 +45,7 @@ class CeleryEngine(Engine):
             )
 
         def body(delivery_id: int, using: str = "default") -> None:
-            deliver(delivery_id, engine=alias, using=using)
+            deliver(delivery_id, engine=alias, using=using, defer_ack=True)
 
         name = f"signalbox.deliver.{alias}"  # kept if the engine is built again
         self.task = app.tasks[name] if name in app.tasks else app.task(name=name)(body)
