@@ -18,6 +18,11 @@ from signalbox.engines.remote import deliver, write_acks
 from signalbox.exceptions import ConfigurationError
 
 _OPTIONS = {"app": str, "queue_prefix": str, "publish_timeout": (int, float)}
+_OPTIONS["acks_late"] = bool
+_USAGE = (
+    "{'app': 'proj.celery.app'} and optionally queue_prefix (str), "
+    "publish_timeout (seconds) and acks_late (bool)"
+)
 _JSON = {"json", "application/json"}
 
 
@@ -34,8 +39,7 @@ class CeleryEngine(Engine):
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         super().__init__(alias, options)
-        usage = f"{{'app': 'proj.celery.app'}}, optionally {_OPTIONS} and acks_late"
-        self.check_options(_OPTIONS | {"acks_late": bool}, usage)
+        self.check_options(_OPTIONS, _USAGE)
         self.app = app = self.import_option("app", Celery, "a Celery app")
         if accepted := {*app.conf.accept_content, app.conf.task_serializer} - _JSON:
             raise ConfigurationError(
