@@ -141,6 +141,39 @@ def test_committed_rows_are_handed_over_after_the_commit_only() -> None:
     assert row.handovers == 1
 
 
+def test_the_hand_over_thread_publishes_at_once_and_marks_later() -> None:
+    # A mark per commit, with a connection opened for it, cost the web
+    # process more than the publish: rows are marked within a quarter of the
+    # grace window instead, together.
+    connect(remote_job)
+    settings = {"ENGINES": {"default": EMBEDDED, "broker": RECORDING}}
+    with override_settings(SIGNALBOX={**settings, "HANDOVER_GRACE_SECONDS": 2}):
+        for n in range(3):
+            order_paid.send(sender=None, n=n)  # three commits (autocommit)
+        deadline = time.monotonic() + 5
+        while len(RecordingEngine.handed) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(RecordingEngine.handed) == 3
+        assert not Delivery.objects.filter(handed_over_at__isnull=False).exists()
+        deadline = time.monotonic() + 5
+        unmarked = Delivery.objects.filter(handed_over_at__isnull=True)
+        while unmarked.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert list(Delivery.objects.values_list("handovers", flat=True)) == [1, 1, 1]
+
+
+def test_flush_marks_what_was_handed_over_at_once() -> None:
+    connect(remote_job)
+    settings = {"ENGINES": {"default": EMBEDDED, "broker": RECORDING}}
+    with override_settings(SIGNALBOX={**settings, "HANDOVER_GRACE_SECONDS": 3600}):
+        with transaction.atomic():
+            order_paid.send(sender=None, n=1)
+        started = time.monotonic()
+        assert engines.flush()
+        assert time.monotonic() - started < 1
+    assert Delivery.objects.get().handovers == 1
+
+
 def test_a_row_the_engine_ran_before_the_mark_is_left_for_its_retry() -> None:
     connect(failing_job, retries=2, backoff=signalbox.Backoff(base=timedelta(0)))
     RecordingEngine.down = True
@@ -382,6 +415,9 @@ def test_deliver_relaxes_only_its_own_bookkeeping_transactions(
         assert deliver(pk, engine="broker") == Outcome.COMPLETED
     relaxed = [s for s in statements if "synchronous_commit" in s]
     assert len(relaxed) == (0 if synchronous else 2)
+    # One statement each, relaxing its own commit: no SET LOCAL in a
+    # transaction around it (four round trips where one does).
+    assert len(statements) == 2
     with connections["default"].cursor() as cursor:
         cursor.execute("SHOW synchronous_commit")
         assert cursor.fetchone() == ("on",)
@@ -419,3 +455,69 @@ def test_only_rows_for_the_embedded_workers_wake_them() -> None:
         assert [n.channel for n in received] == [outbox.NOTIFY_CHANNEL]
     assert Delivery.objects.filter(engine="broker").count() == 2
     assert Delivery.objects.filter(engine="default").count() == 1
+
+
+def test_a_stream_of_deliveries_acknowledges_each_with_the_next_claim(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from signalbox.engines import remote
+
+    # Long enough that neither the keeper nor a slow machine gets in between.
+    monkeypatch.setattr(remote, "ACK_DELAY", 5.0)
+    monkeypatch.setattr(remote._acks, "_ended", 0.0)  # no delivery just ended
+    connect(remote_job)
+    for n in range(3):
+        order_paid.send(sender=None, n=n)
+    first, second, third = Delivery.objects.order_by("id").values_list("pk", flat=True)
+    statements: list[str] = []
+
+    def spy(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    def state(pk: int) -> str:
+        return Delivery.objects.get(pk=pk).state
+
+    with connections["default"].execute_wrapper(spy):
+        # A lone delivery writes its own completion before it returns.
+        assert deliver(first, engine="broker", defer_ack=True) == Outcome.COMPLETED
+        assert state(first) == State.COMPLETED
+        # One that follows closely leaves it to the next claim ...
+        assert deliver(second, engine="broker", defer_ack=True) == Outcome.COMPLETED
+        assert state(second) == State.EXECUTING
+        # ... and a redelivery of it meanwhile finds it leased: runs nothing.
+        assert deliver(second, engine="broker", defer_ack=True) is None
+        assert deliver(third, engine="broker", defer_ack=True) == Outcome.COMPLETED
+    assert state(second) == State.COMPLETED
+    assert sum("WITH completed" in s for s in statements) == 1
+    remote.write_acks()  # what Celery's worker_process_shutdown and atexit do
+    assert state(third) == State.COMPLETED
+    assert [n for n, _ in ran] == [0, 1, 2]
+
+
+@pytest.mark.postgres
+def test_a_deferred_completion_is_written_by_the_keeper_soon_after() -> None:
+    from signalbox.engines import remote
+
+    connect(remote_job)
+    for n in range(2):
+        order_paid.send(sender=None, n=n)
+    first, second = Delivery.objects.order_by("id").values_list("pk", flat=True)
+    deliver(first, engine="broker", defer_ack=True)
+    assert deliver(second, engine="broker", defer_ack=True) == Outcome.COMPLETED
+    deadline = time.monotonic() + 2
+    while Delivery.objects.completed().count() < 2 and time.monotonic() < deadline:
+        time.sleep(remote.ACK_DELAY)
+    assert Delivery.objects.completed().count() == 2
+
+
+@pytest.mark.postgres
+def test_deliver_inside_a_transaction_never_defers_its_completion() -> None:
+    connect(remote_job)
+    for n in range(2):
+        order_paid.send(sender=None, n=n)
+    first, second = Delivery.objects.order_by("id").values_list("pk", flat=True)
+    deliver(first, engine="broker", defer_ack=True)
+    with transaction.atomic():
+        deliver(second, engine="broker", defer_ack=True)
+        assert Delivery.objects.get(pk=second).state == State.COMPLETED

@@ -76,12 +76,9 @@ ALLOWED_BY_NAME: dict[tuple[str, str, str], str] = {
         "settings; a row or a message names an engine only by its alias, "
         "looked up among the configured ones"
     ),
-    ("signalbox.engines.celery", "<module>", "import_string"): (
-        "imported for _validated() below"
-    ),
-    ("signalbox.engines.celery", "_validated", "import_string"): (
-        "the path is the Celery engine's OPTIONS['app'] in "
-        'SIGNALBOX["ENGINES"], from settings; a message names only a '
+    ("signalbox.engines", "Engine.import_option", "import_string"): (
+        'the path is an engine\'s OPTIONS entry in SIGNALBOX["ENGINES"] (the '
+        "Celery engine's OPTIONS['app']), from settings; a message names only a "
         "delivery id"
     ),
     ("signalbox.engines.dramatiq", "<module>", "import_string"): (

@@ -31,6 +31,10 @@ class PathCase:
     key: str
     title: str
     action: Action | None  # None: the baseline, the caller's INSERT alone
+    settle: Callable[[], object] | None = None
+    """Run after each block, untimed: waits for work the case left running
+    in this process (an engine's hand-over thread), so that it lands on the
+    case's own transactions and never on the next case's block."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,8 @@ def block(case: PathCase, using: str) -> Callable[[int], float]:
                 times.append(clock() - start)
         finally:
             gc.enable()
+        if case.settle is not None:
+            case.settle()
         return statistics.median(times)
 
     return run

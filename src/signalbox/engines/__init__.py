@@ -27,9 +27,11 @@ engine's client library until that engine is configured.
 from __future__ import annotations
 
 import functools
+import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any, ClassVar, Generic, TypeVar
 
 from django.core import checks
 from django.core.signals import setting_changed
@@ -82,10 +84,96 @@ class Engine:
         return []
 
     def close(self) -> None:
-        """Let go of connections and threads (tests, shutdown)."""
+        """Let go of connections and threads (tests, shutdown); the base class
+        closes the engine's :class:`Kept` clients."""
+        for value in vars(self).values():
+            if isinstance(value, Kept):
+                value.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.alias!r}>"
+
+    # Helpers for subclasses.
+
+    def check_options(self, kinds: Mapping[str, Any], usage: str) -> None:
+        """Refuse options not in ``kinds`` or not of their type there (a type
+        or a tuple of them), and a missing first one (the required one),
+        showing ``usage``."""
+        wrong = [
+            k for k, v in self.options.items() if not isinstance(v, kinds.get(k, ()))
+        ]
+        if wrong or next(iter(kinds)) not in self.options:
+            raise ConfigurationError(
+                f"The {self._label} engine {self.alias!r} takes OPTIONS {usage}, "
+                f"not {self.options!r}."
+            )
+
+    def import_option(self, key: str, kind: type, what: str) -> Any:
+        """The object that ``OPTIONS[key]``, a dotted path, names; it must be a
+        ``kind`` (described as ``what``). A path from settings, never a row."""
+        path = self.options[key]
+        try:
+            found = import_string(path)
+        except ImportError as error:
+            raise ConfigurationError(
+                f"The {self._label} engine {self.alias!r}: OPTIONS[{key!r}] is "
+                f"{path!r}, which cannot be imported ({error})."
+            ) from error
+        if not isinstance(found, kind):
+            raise ConfigurationError(
+                f"The {self._label} engine {self.alias!r}: OPTIONS[{key!r}] is "
+                f"{path!r}, which is not {what}."
+            )
+        return found
+
+    @property
+    def _label(self) -> str:
+        return type(self).__name__.removesuffix("Engine")
+
+
+_Client = TypeVar("_Client")
+
+
+class Kept(Generic[_Client]):
+    """A broker client an engine keeps between hand-overs.
+
+    Made on first use in each process (a forked child never writes to its
+    parent's socket), used by one thread at a time, and dropped after an
+    error, so that the next hand-over connects afresh.
+    """
+
+    def __init__(
+        self, make: Callable[[], _Client], close: Callable[[_Client], object]
+    ) -> None:
+        self._make, self._close = make, close
+        self._lock = threading.Lock()
+        self._client: _Client | None = None
+        self._pid = os.getpid()
+
+    @contextmanager
+    def use(self) -> Iterator[_Client]:
+        """The client, made if need be; dropped if the block raises."""
+        with self._lock:
+            if self._pid != os.getpid():
+                self._client, self._pid = None, os.getpid()
+            if self._client is None:
+                self._client = self._make()
+            try:
+                yield self._client
+            except BaseException:
+                self._drop()
+                raise
+
+    def close(self) -> None:
+        """Let go of the client, if there is one."""
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._pid == os.getpid():
+            with suppress(Exception):  # the next use connects afresh either way
+                self._close(client)
 
 
 _lock = threading.Lock()
@@ -203,6 +291,7 @@ def flush(timeout: float = 5.0) -> bool:
 
 __all__ = [
     "Engine",
+    "Kept",
     "after_commit",
     "aliases",
     "flush",

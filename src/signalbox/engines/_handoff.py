@@ -3,10 +3,16 @@
 A commit's ``on_commit`` hook only appends to this process's queue, so a send
 never waits for a broker, and a broker that is down can neither raise into
 the request nor hang it. The thread publishes what has gathered, engine by
-engine, then marks the rows handed over. A failed publish is logged and
-dropped: the rows stay in the outbox, and the relay hands them over later.
-The thread is started on first use in each process (a worker forked after
-that starts its own).
+engine, at once; it marks the rows handed over later, in one statement for
+everything published in the last :data:`MARK_DELAY` seconds (a web process's
+hand-over thread competes with its requests for the GIL, and a mark per
+commit, with a database connection opened for it, cost more than the
+publish). The mark only keeps the relay from handing a row over again once
+it is ``HANDOVER_GRACE_SECONDS`` old, so it is made well within that; most
+rows have run by then, and the statement finds nothing left to mark. A
+failed publish is logged and dropped: the rows stay in the outbox, and the
+relay hands them over later. The thread is started on first use in each
+process (a worker forked after that starts its own).
 """
 
 from __future__ import annotations
@@ -15,21 +21,38 @@ import atexit
 import logging
 import os
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 
 from django.db import connections
 
-from signalbox import _connections, engines, outbox
+from signalbox import conf, engines, outbox
 
 logger = logging.getLogger("signalbox.engines")
 
+MARK_DELAY = 1.0
+"""Seconds the hand-over thread gathers published rows before marking them
+(less when ``HANDOVER_GRACE_SECONDS`` is short: a quarter of it)."""
 
-def publish(handovers: Sequence[outbox.Handover]) -> list[outbox.Handover]:
+GATHER_DELAY = 0.005
+"""Seconds the thread gathers commits before publishing again when it
+published less than that ago: a process that commits in a stream hands over
+in batches (one round trip each, where the engine batches) and its requests
+compete with fewer publishes; a lone commit is published at once."""
+
+_MOST_UNMARKED = 1000
+_MOST_GATHERED = 100
+
+
+def publish(
+    handovers: Sequence[outbox.Handover], *, mark: bool = True
+) -> list[outbox.Handover]:
     """Give ``handovers`` to their engines and mark the ones taken; return those.
 
     An engine that fails is logged, and its rows are left for the relay. Used
-    by the hand-over thread and by the relay alike.
+    by the hand-over thread (which marks later, ``mark=False``) and by the
+    relay.
     """
     by_engine: dict[str, list[outbox.Handover]] = defaultdict(list)
     for each in handovers:
@@ -49,7 +72,8 @@ def publish(handovers: Sequence[outbox.Handover]) -> list[outbox.Handover]:
             )
             continue
         taken += group
-    _mark(taken)
+    if mark:
+        _mark(taken)
     return taken
 
 
@@ -73,7 +97,11 @@ class Publisher:
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._pending: list[outbox.Handover] = []
+        self._unmarked: list[outbox.Handover] = []
+        self._mark_at = 0.0  # monotonic; when the first unmarked row is due
+        self._flushing = 0
         self._busy = False
+        self._published_at = 0.0  # monotonic
         self._pid = -1
 
     def submit(self, handovers: Sequence[outbox.Handover]) -> None:
@@ -85,40 +113,77 @@ class Publisher:
             self._changed.notify_all()
 
     def flush(self, timeout: float) -> bool:
-        """Wait until everything submitted so far was handed over (or dropped)."""
+        """Wait until everything submitted so far was handed over (or dropped)
+        and marked."""
         with self._changed:
-            return self._changed.wait_for(
-                lambda: not self._pending and not self._busy, timeout
-            )
+            self._flushing += 1
+            self._changed.notify_all()
+            try:
+                return self._changed.wait_for(self._idle, timeout)
+            finally:
+                self._flushing -= 1
+
+    def _idle(self) -> bool:
+        return not (self._pending or self._unmarked or self._busy)
 
     def _start(self) -> None:
         # A forked child inherits the queue but not the thread: start afresh.
-        self._pending, self._busy, self._pid = [], False, os.getpid()
+        self._pending, self._unmarked, self._busy = [], [], False
+        self._pid = os.getpid()
         threading.Thread(
             target=self._run, name="signalbox-handoff", daemon=True
         ).start()
 
+    def _mark_due(self) -> bool:
+        return bool(self._unmarked) and (
+            self._flushing > 0
+            or len(self._unmarked) >= _MOST_UNMARKED
+            or time.monotonic() >= self._mark_at
+        )
+
     def _run(self) -> None:
         while True:
             with self._changed:
-                self._changed.wait_for(lambda: bool(self._pending))
+                while not (self._pending or self._mark_due()):
+                    wait = self._mark_at - time.monotonic() if self._unmarked else None
+                    self._changed.wait(wait)
+                gather_until = self._published_at + GATHER_DELAY
+                while (
+                    self._pending
+                    and not self._flushing
+                    and len(self._pending) < _MOST_GATHERED
+                    and time.monotonic() < gather_until
+                ):
+                    self._changed.wait(gather_until - time.monotonic())
                 batch, self._pending, self._busy = self._pending, [], True
+                marks = self._unmarked if self._mark_due() else []
+                if marks:
+                    self._unmarked = []
             try:
-                publish(batch)
+                if batch:
+                    self._published_at = time.monotonic()
+                    self._published(publish(batch, mark=False))
+                if marks:
+                    _mark(marks)
             except Exception:  # never let the thread die; the relay has the rows
                 logger.exception("Handing over %d deliveries failed.", len(batch))
             finally:
-                with self._changed:
-                    idle = not self._pending
-                # Handed over in bursts, from a web process: keep the
-                # connection while busy, give it back when idle.
-                if idle:
+                if marks:
+                    # Marked once a second at most, from a web process: no
+                    # connection is kept between marks.
                     connections.close_all()
-                else:
-                    _connections.tidy()
                 with self._changed:
                     self._busy = False
                     self._changed.notify_all()
+
+    def _published(self, taken: list[outbox.Handover]) -> None:
+        if not taken:
+            return
+        with self._changed:
+            if not self._unmarked:
+                delay = min(MARK_DELAY, conf.get().handover_grace.total_seconds() / 4)
+                self._mark_at = time.monotonic() + delay
+            self._unmarked += taken
 
 
 publisher = Publisher()

@@ -1,156 +1,115 @@
-"""Celery as an engine: ``signalbox.engines.celery.CeleryEngine``.
-
-``OPTIONS``: ``app``, the dotted path to the project's Celery app (required);
-``queue_prefix`` put before each signalbox queue's name to make the Celery
-queue's (``""``); ``publish_timeout`` in seconds (2); ``acks_late`` (True).
-The engine registers one task, ``signalbox.deliver.<alias>``, on that app. Its
-message is JSON and carries only the delivery id (and the database alias when
-it is not ``"default"``); the broker never schedules anything. See
-docs/engines/celery.md.
-"""
+"""Celery as an engine: ``signalbox.engines.celery.CeleryEngine``; see
+docs/engines/celery.md. It registers one task, ``signalbox.deliver.<alias>``, on
+the project's app; each message is JSON and carries the delivery id (and the
+database alias when it is not ``"default"``), nothing else."""
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any, ClassVar
 
-from celery import Celery  # type: ignore[import-untyped]
+from celery import Celery, signals, uuid  # type: ignore[import-untyped]
 from django.core import checks
-from django.db import DEFAULT_DB_ALIAS
-from django.utils.module_loading import import_string
 
 from signalbox import outbox
-from signalbox.engines import Engine
-from signalbox.engines.remote import deliver
+from signalbox.engines import Engine, Kept
+from signalbox.engines.remote import deliver, write_acks
 from signalbox.exceptions import ConfigurationError
 
-_OPTIONS: dict[str, Any] = {
-    "app": str,
-    "queue_prefix": str,
-    "publish_timeout": (int, float),
-    "acks_late": bool,
-}
+_OPTIONS = {"app": str, "queue_prefix": str, "publish_timeout": (int, float)}
+_OPTIONS["acks_late"] = bool
+_USAGE = (
+    "{'app': 'proj.celery.app'} and optionally queue_prefix (str), "
+    "publish_timeout (seconds) and acks_late (bool)"
+)
 _JSON = {"json", "application/json"}
 
 
-class CeleryEngine(Engine):
-    """Publishes each delivery as one JSON message to a task on the project's app.
+# A prefork child leaves with os._exit(), after this signal: no atexit hook runs.
+signals.worker_process_shutdown.connect(lambda **kwargs: write_acks(), weak=False)
 
-    Refuses to start when the app accepts anything but JSON (pickle above all).
-    ``priority=`` is clamped to Celery's 0 (first) … 9 and inverted for AMQP,
-    whose queues need ``x-max-priority`` to honour it.
-    """
+
+class CeleryEngine(Engine):
+    """One JSON message per delivery; refuses an app that accepts anything but
+    JSON. ``priority=`` is clamped to 0 (first) … 9, inverted for AMQP."""
 
     supports_priority: ClassVar[bool] = True
     supports_queues: ClassVar[bool] = True
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         super().__init__(alias, options)
-        self.app, self.prefix, self.timeout, acks_late = _validated(alias, options)
-        accepted = set(self.app.conf.accept_content) | {self.app.conf.task_serializer}
-        if accepted - _JSON:
+        self.check_options(_OPTIONS, _USAGE)
+        self.app = app = self.import_option("app", Celery, "a Celery app")
+        if accepted := {*app.conf.accept_content, app.conf.task_serializer} - _JSON:
             raise ConfigurationError(
-                f"The Celery engine {alias!r} runs only with JSON, but its app "
-                f"accepts {sorted(accepted - _JSON)}: set accept_content=['json'] "
-                f"and task_serializer='json' (pickle runs code from the broker)."
+                f"The Celery engine {alias!r} runs only with JSON, but its app accepts "
+                f"{sorted(accepted)}: set accept_content=['json'] and "
+                f"task_serializer='json' (pickle runs code from the broker)."
             )
 
-        def body(delivery_id: int, using: str = DEFAULT_DB_ALIAS) -> None:
-            deliver(delivery_id, engine=alias, using=using)
+        def body(delivery_id: int, using: str = "default") -> None:
+            deliver(delivery_id, engine=alias, using=using, defer_ack=True)
 
-        name = f"signalbox.deliver.{alias}"  # kept if built again: same body
-        tasks = self.app.tasks
-        self.task = tasks[name] if name in tasks else self.app.task(name=name)(body)
-        self.task.serializer, self.task.acks_late = "json", acks_late
-        self.task.ignore_result = True
-        self._amqp = str(self.app.conf.broker_url or "amqp").startswith(("amqp", "py"))
-        self._lock = threading.Lock()
-        self._connection: Any = None
-        self._producer: Any = None
-        self._pid = os.getpid()
+        name = f"signalbox.deliver.{alias}"  # kept if the engine is built again
+        self.task = app.tasks[name] if name in app.tasks else app.task(name=name)(body)
+        self.task.serializer, self.task.ignore_result = "json", True
+        self.task.acks_late = self.options.get("acks_late", True)
+        self._amqp = str(app.conf.broker_url or "amqp").startswith(("amqp", "py"))
+        self._producer = Kept(self._connect, lambda p: p.connection.release())
 
     def publish(self, handovers: Sequence[outbox.Handover]) -> None:
-        """One message per delivery, without Celery's retries: a broker that is
-        down or does not confirm raises within about ``publish_timeout``, and
-        the rows wait for the relay."""
-        with self._lock:
-            try:
-                producer = self._producer_here()
+        """Without Celery's retries: a broker that is down or does not confirm
+        raises within about ``publish_timeout``, and the rows wait for the relay."""
+        if self.app.conf.task_always_eager:  # runs them here, as Celery does
+            for each in handovers:
+                self.task.apply_async(_args(each))
+            return
+        with self._producer.use() as producer:
+            batch = getattr(producer, "batch", None)  # kombu 5.7+: one round trip
+            with batch() if batch and len(handovers) > 1 else nullcontext():
                 for each in handovers:
-                    self.task.apply_async(
-                        [each.id] if each.using == "default" else [each.id, each.using],
-                        queue=self.prefix + each.queue,
-                        priority=self._priority(each.priority),
-                        producer=producer,
-                        retry=False,
-                    )
-            except Exception:
-                self._close()
-                raise
+                    self._send(producer, each)
 
-    def _producer_here(self) -> Any:
-        if self._pid != os.getpid():  # a forked child must not use the parent's socket
-            self._connection = self._producer = None
-            self._pid = os.getpid()
-        if self._producer is None:
-            wait = self.timeout
-            bounded = {"max_retries": 0, "socket_timeout": wait, "read_timeout": wait}
-            if self._amqp:  # else RabbitMQ may drop a message and raise nothing
-                bounded |= {"write_timeout": wait, "confirm_publish": True}
-            self._connection = self.app.connection_for_write(
-                connect_timeout=wait, transport_options=bounded
-            )
-            self._producer = self._connection.Producer()
-        return self._producer
+    def _send(self, producer: Any, each: outbox.Handover) -> None:
+        # Where task.apply_async() ends, without its option merging and
+        # routing (which cost more than the publish): the options are ours.
+        amqp, name = self.app.amqp, self.task.name
+        sent, priority = (
+            self.app.conf.task_send_sent_event,
+            min(max(each.priority, 0), 9),
+        )
+        message = amqp.create_task_message(
+            uuid(), name, _args(each), {}, create_sent_event=sent, ignore_result=True
+        )
+        amqp.send_task_message(
+            producer,
+            name,
+            message,
+            queue=self.options.get("queue_prefix", "") + each.queue,
+            priority=9 - priority if self._amqp else priority,
+            retry=False,
+            serializer="json",
+        )
 
-    def _priority(self, priority: int) -> int:
-        clamped = min(max(priority, 0), 9)
-        return 9 - clamped if self._amqp else clamped
+    def _connect(self) -> Any:
+        wait = self.options.get("publish_timeout", 2.0)
+        bounded = {"max_retries": 0, "socket_timeout": wait, "read_timeout": wait}
+        if self._amqp:  # else RabbitMQ may drop a message and raise nothing
+            bounded |= {"write_timeout": wait, "confirm_publish": True}
+        connection = self.app.connection_for_write(
+            connect_timeout=wait, transport_options=bounded
+        )
+        return connection.Producer()
 
     def check(self) -> list[checks.CheckMessage]:
         """Warn when the app runs tasks eagerly (in the hand-over thread)."""
         if not self.app.conf.task_always_eager:
             return []
-        return [
-            checks.Warning(
-                f"The Celery engine {self.alias!r}'s app has task_always_eager set: "
-                f"deliveries run in the sending process, not in a worker.",
-                id="signalbox.W101",
-            )
-        ]
-
-    def _close(self) -> None:
-        if self._connection is not None:
-            self._connection.release()  # also closes the producer's channel
-        self._connection = self._producer = None
-
-    def close(self) -> None:
-        """Let go of the engine's broker connection."""
-        with self._lock:
-            self._close()
+        eager = "app has task_always_eager set: deliveries run in the sending process"
+        message = f"The Celery engine {self.alias!r}'s {eager}."
+        return [checks.Warning(message, id="signalbox.W101")]
 
 
-def _validated(alias: str, options: Mapping[str, Any]) -> tuple[Any, str, float, bool]:
-    wrong = [k for k, v in options.items() if not isinstance(v, _OPTIONS.get(k, ()))]
-    if wrong or not isinstance(options.get("app"), str):
-        raise ConfigurationError(
-            f"The Celery engine {alias!r} takes OPTIONS {{'app': 'proj.celery.app'}} "
-            f"and optionally queue_prefix (str), publish_timeout (float) and "
-            f"acks_late (bool), not {dict(options)!r}."
-        )
-    try:
-        app = import_string(options["app"])  # a path from settings, never a row
-    except ImportError as error:
-        raise ConfigurationError(
-            f"The Celery engine {alias!r}: OPTIONS['app'] is {options['app']!r}, "
-            f"which cannot be imported ({error})."
-        ) from error
-    if not isinstance(app, Celery):
-        raise ConfigurationError(
-            f"The Celery engine {alias!r}: OPTIONS['app'] is {options['app']!r}, "
-            f"which is not a Celery app."
-        )
-    timeout = options.get("publish_timeout", 2.0)
-    return app, options.get("queue_prefix", ""), timeout, options.get("acks_late", True)
+def _args(each: outbox.Handover) -> list[Any]:
+    return [each.id] if each.using == "default" else [each.id, each.using]

@@ -15,15 +15,17 @@ receiver keeps its row and a dead process lets it go.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import logging
 import os
 import socket
 import threading
+import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from signalbox import _connections, conf, outbox, registry
 from signalbox.worker import Outcome, run_delivery
@@ -31,8 +33,17 @@ from signalbox.worker import Outcome, run_delivery
 logger = logging.getLogger("signalbox.engines")
 
 
+ACK_DELAY = 0.02
+"""Seconds a completion may wait for the next claim to carry it (see
+:func:`deliver`'s ``defer_ack``) before the lease keeper's thread writes it."""
+
+
 def deliver(
-    delivery_id: int, *, engine: str, using: str = DEFAULT_DB_ALIAS
+    delivery_id: int,
+    *,
+    engine: str,
+    using: str = DEFAULT_DB_ALIAS,
+    defer_ack: bool = False,
 ) -> Outcome | None:
     """Run delivery ``delivery_id`` of ``engine`` if it is due; record the outcome.
 
@@ -40,57 +51,135 @@ def deliver(
     running, finished, not due, another engine's, an unknown receiver key, or
     no such row). Never raises for the receiver's errors, which are recorded
     in the row like the embedded worker's.
+
+    ``defer_ack=True`` (for a worker process that runs many tasks, such as
+    Celery's) lets a completion that comes in a stream of deliveries be
+    written with this process's next claim, in the same statement, or by the
+    lease keeper's thread :data:`ACK_DELAY` later: one statement a delivery
+    instead of two. Until then the row stays leased to this process; if the
+    process dies first, its lease expires and the delivery runs again, which
+    at-least-once allows. Failures, retries and ``atomic=True`` completions
+    are always written before this returns. :func:`write_acks` writes what
+    waits (at exit, and on Celery's ``worker_process_shutdown``).
     """
     receivers = registry.registry.background()
+    settings = conf.get()
+    defer = defer_ack and _acks.streaming() and _can_defer(using)
+    # The claim and the acknowledgement share the receiver's own connection,
+    # so unlike the embedded worker's they cannot have a session of their
+    # own: each is one statement that relaxes its own commit only (on
+    # PostgreSQL, outside a caller's transaction). A database crash may then
+    # forget it, and the delivery runs again, which at-least-once allows.
+    # SYNCHRONOUS_ACKS keeps them durable.
+    durable = settings.synchronous_acks
+    completing = _acks.take(using) if _can_defer(using) else []
     try:
-        with _bookkeeping(using):
+        try:
             claimed = outbox.claim_one(
                 delivery_id,
                 engine=engine,
                 worker=_name(),
                 receivers=list(receivers),
-                lease=conf.get().lease,
+                lease=settings.lease,
                 using=using,
+                durable=durable,
+                completing=completing,
             )
+        except BaseException:
+            _acks.add(completing, using)  # not written: the keeper tries again
+            raise
         if claimed is None:
             logger.debug("Delivery %s: nothing to run.", delivery_id)
             return None
+        acknowledge: Callable[[outbox.Claimed], bool | None] = (
+            functools.partial(_acks.defer, using=using)
+            if defer
+            else functools.partial(outbox.complete, using=using, durable=durable)
+        )
         with keeper.holding(claimed, using):
             return run_delivery(
-                claimed, receivers, using=using, acknowledge=_acknowledge(using)
+                claimed, receivers, using=using, acknowledge=acknowledge
             )
     finally:
+        _acks.ended()
         _connections.tidy()
 
 
-@contextmanager
-def _bookkeeping(using: str) -> Iterator[None]:
-    """A transaction that commits without waiting for the disk, on PostgreSQL.
-
-    The claim and the acknowledgement share the receiver's own connection
-    here, so unlike the embedded worker's they cannot have a session of their
-    own: ``SET LOCAL`` relaxes this one transaction only. A database crash may
-    then forget it, and the delivery runs again, which at-least-once allows.
-    ``SYNCHRONOUS_ACKS`` turns it off.
-    """
+def _can_defer(using: str) -> bool:
     connection = connections[using]
-    # Inside someone else's transaction SET LOCAL would relax theirs: not then.
-    relax = not (connection.in_atomic_block or conf.get().synchronous_acks)
-    if connection.vendor != "postgresql" or not relax:
-        yield
-        return
-    with transaction.atomic(using=using):
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO off")
-        yield
+    return connection.vendor == "postgresql" and not connection.in_atomic_block
 
 
-def _acknowledge(using: str) -> Callable[[outbox.Claimed], bool]:
-    def acknowledge(claimed: outbox.Claimed) -> bool:
-        with _bookkeeping(using):
-            return outbox.complete(claimed, using=using)
+class _Acks:
+    """This process's completions not written yet, by database alias."""
 
-    return acknowledge
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[str, list[outbox.Claimed]] = {}
+        self._since = 0.0  # monotonic: when the oldest one was deferred
+        self._ended = 0.0  # monotonic: when the last delivery ended
+        self._pid = os.getpid()
+
+    def streaming(self, within: float = ACK_DELAY) -> bool:
+        """Whether the last delivery ended less than ``within`` ago: one that
+        follows it that closely can expect the next claim soon (a lone
+        delivery writes its own completion)."""
+        return time.monotonic() - self._ended < within
+
+    def ended(self) -> None:
+        self._ended = time.monotonic()
+
+    def defer(self, claimed: outbox.Claimed, *, using: str) -> None:
+        self.add([claimed], using)
+        keeper.wake()  # a no-op while it looks every ACK_DELAY anyway
+
+    def add(self, claims: list[outbox.Claimed], using: str) -> None:
+        if not claims:
+            return
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child: not its parent's
+                self._waiting, self._pid = {}, os.getpid()
+            if not any(self._waiting.values()):
+                self._since = time.monotonic()
+            self._waiting.setdefault(using, []).extend(claims)
+
+    def take(self, using: str) -> list[outbox.Claimed]:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._waiting, self._pid = {}, os.getpid()
+            return self._waiting.pop(using, [])
+
+    def due_in(self) -> float | None:
+        """Seconds until the oldest waiting completion is to be written."""
+        with self._lock:
+            if self._pid != os.getpid() or not any(self._waiting.values()):
+                return None
+            return self._since + ACK_DELAY - time.monotonic()
+
+    def write(self) -> None:
+        """Write every waiting completion now, on this thread's connection."""
+        with self._lock:
+            waiting = self._waiting if self._pid == os.getpid() else {}
+            self._waiting = {}
+        for using, claims in waiting.items():
+            try:
+                outbox.complete_many(claims, using=using)
+            except Exception as error:  # the leases expire; the rows run again
+                logger.warning(
+                    "Recording %d completions failed: %s", len(claims), error
+                )
+
+
+_acks = _Acks()
+
+
+def write_acks() -> None:
+    """Write the completions this process deferred (see ``defer_ack``)."""
+    _acks.write()
+    _connections.tidy()
+
+
+atexit.register(write_acks)
 
 
 def _name() -> str:
@@ -104,6 +193,7 @@ class LeaseKeeper:
         self._held: dict[uuid.UUID, tuple[outbox.Claimed, str]] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._polling = False
         self._pid = -1
 
     def holding(self, claimed: outbox.Claimed, using: str) -> _Holding:
@@ -124,9 +214,27 @@ class LeaseKeeper:
         with self._lock:
             self._held.pop(claimed.token, None)
 
+    def wake(self) -> None:
+        """Look at the deferred completions soon (one was just added)."""
+        if not self._polling:
+            self._wake.set()
+
     def _run(self) -> None:
+        beat = time.monotonic()
         while True:
-            self._wake.wait(max(conf.get().lease.total_seconds() / 3, 0.05))
+            every = max(conf.get().lease.total_seconds() / 3, 0.05)
+            wait = beat + every - time.monotonic()
+            # While completions are deferred, look every ACK_DELAY (woken by
+            # none of them); once a look finds none, sleep until the beat.
+            self._polling = _acks.due_in() is not None or _acks.streaming(1.0)
+            self._wake.wait(max(min(wait, ACK_DELAY if self._polling else wait), 0))
+            self._wake.clear()
+            acks_in = _acks.due_in()
+            if acks_in is not None and acks_in <= 0:
+                write_acks()
+            if time.monotonic() < beat + every:
+                continue
+            beat = time.monotonic()
             with self._lock:
                 held = list(self._held.values())
             for using in {each_using for _, each_using in held}:
@@ -137,7 +245,7 @@ class LeaseKeeper:
                     logger.warning("Extending leases failed: %s", error)
                 finally:
                     _connections.tidy()
-            if not held:
+            if not held and _acks.due_in() is None:
                 connections.close_all()  # nothing to keep alive: no connection
 
 

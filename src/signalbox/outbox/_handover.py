@@ -14,9 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
+from django.db import connections
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Now
 
+from signalbox import _statements
 from signalbox._states import WAITING
 from signalbox.outbox._base import Handover, _rows, ago
 
@@ -76,6 +78,21 @@ def mark_handed_over(handovers: Iterable[Handover], *, using: str) -> int:
     marking those would hide the retry from the relay for ``redeliver``.
     Returns how many rows were marked.
     """
+    handovers = list(handovers)
+    if not handovers:
+        return 0
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        sql = (
+            _statements.MARK_HANDED_OVER
+            if connection.in_atomic_block
+            else _statements.MARK_HANDED_OVER_RELAXED
+        )
+        with _statements.statement_cursor(connection) as cursor:
+            cursor.execute(
+                sql, [[h.id for h in handovers], [h.attempt for h in handovers]]
+            )
+            return len(cursor.fetchall())
     by_attempt: dict[int, list[int]] = {}
     for each in handovers:
         by_attempt.setdefault(each.attempt, []).append(each.id)

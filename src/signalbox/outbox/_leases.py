@@ -207,6 +207,8 @@ def claim_one(
     receivers: Iterable[str],
     lease: timedelta,
     using: str,
+    durable: bool = True,
+    completing: Sequence[Claimed] = (),
 ) -> Claimed | None:
     """Take the delivery ``delivery_id`` if it is due, for ``engine``, with a
     key in ``receivers``; None otherwise.
@@ -215,14 +217,33 @@ def claim_one(
     broker's redelivery, a duplicate hand-over or a forged message finds the
     row running, finished, not due, someone else's or missing, and takes
     nothing. The claim is counted and leased as :func:`claim`'s are.
+    ``durable=False`` lets the claim commit without waiting for the disk, on
+    PostgreSQL and outside a transaction only (see :func:`_relaxing`).
+    ``completing`` are earlier claims to mark completed first, as
+    :func:`complete_many` would (on PostgreSQL in the claim's own statement).
     """
     token = uuid.uuid4()
     receivers = list(receivers)
-    if not receivers:
+    connection = connections[using]
+    if completing and connection.vendor != "postgresql":
+        complete_many(completing, using=using)
+        completing = ()
+    if not receivers and not completing:
         return None
-    if connections[using].vendor == "postgresql":
+    if connection.vendor == "postgresql":
+        relax = not durable and _relaxing(using)
         params: list[Any] = [token, worker, lease, delivery_id, engine, receivers]
-        found = _returned(_statements.CLAIM_ONE, params, token, using)
+        if completing:
+            ids, tokens = [c.id for c in completing], [c.token for c in completing]
+            params = [ids, tokens, *params]
+            sql = (
+                _statements.CLAIM_ONE_COMPLETING_RELAXED
+                if relax
+                else _statements.CLAIM_ONE_COMPLETING
+            )
+        else:
+            sql = _statements.CLAIM_ONE_RELAXED if relax else _statements.CLAIM_ONE
+        found = _returned(sql, params, token, using)
         return found[0] if found else None
     with transaction.atomic(using=using):
         taken = (
@@ -278,8 +299,29 @@ def _held(claimed: Claimed, using: str) -> Any:
     )
 
 
-def complete(claimed: Claimed, *, using: str) -> bool:
-    """Mark the delivery completed, if this claim still holds it."""
+def _relaxing(using: str) -> bool:
+    """Whether a statement on ``using`` may relax its own commit's durability:
+    only when it is its own transaction. Inside an ``atomic()`` block (a
+    caller's, or a receiver's) it would relax that whole transaction."""
+    return not connections[using].in_atomic_block
+
+
+def complete(claimed: Claimed, *, using: str, durable: bool = True) -> bool:
+    """Mark the delivery completed, if this claim still holds it.
+
+    ``durable=False`` lets it commit without waiting for the disk, as for
+    :func:`claim_one`.
+    """
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        sql = (
+            _statements.COMPLETE_ONE
+            if durable or not _relaxing(using)
+            else _statements.COMPLETE_ONE_RELAXED
+        )
+        with _statements.statement_cursor(connection) as cursor:
+            cursor.execute(sql, [claimed.id, claimed.token])
+            return bool(cursor.fetchall())
     return bool(
         _held(claimed, using).update(
             state=State.COMPLETED,
