@@ -53,7 +53,14 @@ def _figures(figures: dict[str, Any]) -> str:
     return "; ".join(f"{key.replace('_', ' ')} {_cell(figures[key])}" for key in keys)
 
 
-GROUPS = ("workers", "database", "concurrency", "bad input", "housekeeping")
+GROUPS = (
+    "workers",
+    "receivers",
+    "database",
+    "concurrency",
+    "bad input",
+    "housekeeping",
+)
 
 
 def _group(result: dict[str, Any]) -> int:
