@@ -344,6 +344,33 @@ def test_the_relay_leaves_fresh_rows_to_their_sender_for_the_grace_period() -> N
         assert Relay().run_once() == 0
 
 
+def test_a_row_rescued_from_a_dead_engine_worker_is_handed_over_again_at_once() -> None:
+    # A rescued row keeps its due time, so "handed over before it fell due"
+    # cannot tell the relay that the message was spent on the lost claim.
+    connect(remote_job)
+    order_paid.send(sender=None, n=1)
+    assert engines.flush()
+    pk = Delivery.objects.get().pk
+    assert RecordingEngine.handed
+    assert Relay().run_once() == 0  # handed over already
+    claimed = outbox.claim_one(
+        pk,
+        engine="broker",
+        worker="dies",
+        receivers=[f"{__name__}.remote_job"],
+        lease=timedelta(seconds=30),
+        using="default",
+    )
+    assert claimed is not None
+    Delivery.objects.update(lease_expires_at=outbox.ago(timedelta(seconds=1)))
+    assert outbox.rescue(using="default") == 1
+    RecordingEngine.handed.clear()
+    assert Relay().run_once() == 1
+    assert [h.id for h in RecordingEngine.handed] == [pk]
+    assert deliver(pk, engine="broker") == Outcome.COMPLETED
+    assert ran == [(1, 2)]
+
+
 def test_a_lost_message_is_handed_over_again_later_and_later() -> None:
     connect(remote_job)
     order_paid.send(sender=None, n=1)

@@ -9,6 +9,7 @@ send of each signal makes.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal as signals
 import time
@@ -28,6 +29,11 @@ FAILING_BACKOFF = signalbox.Backoff(
 )
 SUICIDE_ATTEMPTS = 3
 SOON = timedelta(seconds=1)
+RETRY_ASKS = 3
+"""How many times each retry_sent receiver asks for a Retry before it is done."""
+RETRY_DELAY = timedelta(seconds=0.4)
+RETRY_ATTEMPTS = 2
+"""Fewer than the asks: were a Retry to spend an attempt, the row would die."""
 
 effect_sent = signalbox.Signal()
 atomic_sent = signalbox.Signal()
@@ -39,6 +45,8 @@ fanout_sent = signalbox.Signal()
 order_sent = signalbox.Signal()
 later_sent = signalbox.Signal()
 fuzz_sent = signalbox.Signal()
+coroutine_sent = signalbox.Signal()
+retry_sent = signalbox.Signal()
 
 EXPECTED = {
     "effect_sent": 1,
@@ -50,6 +58,8 @@ EXPECTED = {
     "fanout_sent": 2,
     "order_sent": 1,
     "later_sent": 1,
+    "coroutine_sent": 1,
+    "retry_sent": 2,
 }
 
 
@@ -127,6 +137,55 @@ def fan_atomic(
     sender: object, send_id: int, using: str, seconds: float = 0, **kwargs: Any
 ) -> None:
     _atomic_effect("fan_atomic", send_id, using, seconds)
+
+
+@signalbox.receiver(coroutine_sent, run="background")
+async def coroutine_effect(
+    sender: object, send_id: int, using: str, seconds: float = 0, **kwargs: Any
+) -> None:
+    """A coroutine's side effect: at least once, like a thread's."""
+    # The ledger's connections are blocking: off the worker's event loop,
+    # which the other coroutines share. to_thread() carries current_delivery().
+    entry = await asyncio.to_thread(
+        ledger.start, using, kind="effect", receiver="coroutine_effect", send_id=send_id
+    )
+    await asyncio.sleep(seconds)
+    await asyncio.to_thread(ledger.end, using, entry)
+
+
+def _asks_again(key: str, send_id: int, using: str) -> bool:
+    """Record this run as a probe; whether it is to ask for a Retry once more."""
+    entry = ledger.start(using, kind="probe", receiver=key, send_id=send_id)
+    ledger.end(using, entry)
+    delivery = signalbox.current_delivery()
+    assert delivery is not None
+    [(runs,)] = ledger.execute(
+        using,
+        "SELECT count(*) FROM reliability_ledger WHERE delivery_id = %s "
+        "AND kind = 'probe'",
+        (delivery.id,),
+    )
+    if int(runs) <= RETRY_ASKS:
+        return True
+    _side_effect(key, send_id, using, 0)
+    return False
+
+
+@signalbox.receiver(retry_sent, run="background", retries=RETRY_ATTEMPTS)
+def asks_to_retry(sender: object, send_id: int, using: str, **kwargs: Any) -> None:
+    """Asks for a Retry RETRY_ASKS times, then is done."""
+    if _asks_again("asks_to_retry", send_id, using):
+        raise signalbox.Retry(delay=RETRY_DELAY)
+
+
+@signalbox.receiver(retry_sent, run="background", retries=RETRY_ATTEMPTS)
+async def asks_to_retry_async(
+    sender: object, send_id: int, using: str, **kwargs: Any
+) -> None:
+    """The same, as a coroutine."""
+    key = "asks_to_retry_async"
+    if await asyncio.to_thread(_asks_again, key, send_id, using):
+        raise signalbox.Retry(delay=RETRY_DELAY)
 
 
 @signalbox.receiver(order_sent, run="background")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 from datetime import UTC, datetime
@@ -53,7 +54,14 @@ def _figures(figures: dict[str, Any]) -> str:
     return "; ".join(f"{key.replace('_', ' ')} {_cell(figures[key])}" for key in keys)
 
 
-GROUPS = ("workers", "database", "concurrency", "bad input", "housekeeping")
+GROUPS = (
+    "workers",
+    "receivers",
+    "database",
+    "concurrency",
+    "bad input",
+    "housekeeping",
+)
 
 
 def _group(result: dict[str, Any]) -> int:
@@ -92,6 +100,16 @@ def refresh_docs(docs: Path, report: Path, results: list[dict[str, Any]]) -> Non
     docs.write_text(f"{before}{START}\n{first_lines}\n\n{table(results)}\n{END}{after}")
 
 
+def _load() -> str:
+    """The machine's load as the run ends: throughput figures depend on it, and
+    the machine may be shared."""
+    one, five, fifteen = os.getloadavg()
+    return (
+        f"load average {one:.1f} / {five:.1f} / {fifteen:.1f} (1, 5, 15 min) "
+        f"on {os.cpu_count()} cores at the end"
+    )
+
+
 def write(target: Path, results: list[dict[str, Any]]) -> Path:
     """Write the Markdown report to ``target`` and the JSON lines beside it."""
     commit = subprocess.run(
@@ -106,7 +124,7 @@ def write(target: Path, results: list[dict[str, Any]]) -> Path:
         f"# Reliability scenarios ({size} size)\n\n"
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at commit {commit or '?'} "
         f"on {platform.node() or 'this machine'} (Python "
-        f"{platform.python_version()}).\n\n"
+        f"{platform.python_version()}); {_load()}.\n\n"
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     body = table(results)

@@ -420,7 +420,13 @@ def extend(claimed: Iterable[Claimed], *, lease: timedelta, using: str) -> int:
 
 
 def rescue(*, using: str) -> int:
-    """Take back rows whose lease expired: retryable, or dead if out of attempts."""
+    """Take back rows whose lease expired: retryable, or dead if out of attempts.
+
+    A rescued row keeps its ``scheduled_at``, and so its place among the due
+    rows: it was due when it was claimed, and a crash is no reason to run it
+    behind everything sent since. The attempt counted at the claim stays
+    spent, so a receiver that kills its worker every time still ends dead.
+    """
     expired = _rows(using).expired()
     dead = expired.filter(attempt__gte=F("max_attempts")).update(
         state=State.DEAD,
@@ -433,7 +439,10 @@ def rescue(*, using: str) -> int:
     retried = expired.update(
         state=State.RETRYABLE,
         reason="lease_expired",
-        scheduled_at=Now(),
+        # Its engine's message was spent on the lost claim, and the relay
+        # looks for rows not handed over since they fell due: without a new
+        # scheduled_at to say so, it must see this one as not handed over.
+        handed_over_at=None,
         lease_token=None,
         lease_expires_at=None,
     )
