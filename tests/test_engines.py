@@ -484,6 +484,7 @@ def test_only_rows_for_the_embedded_workers_wake_them() -> None:
     assert Delivery.objects.filter(engine="default").count() == 1
 
 
+@pytest.mark.postgres
 def test_a_stream_of_deliveries_acknowledges_each_with_the_next_claim(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
