@@ -30,16 +30,13 @@ if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
 _INVALID_STATEMENT_NAME = "26000"
+_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE, without importing psycopg here
 # Unknown-typed parameters in a SELECT list resolve to text, which PostgreSQL
 # assigns to varchar but not to a number or jsonb: those are cast.
 _ROW = (
     "${}, ${}, ${}, ${}, ${}::smallint, ${}::jsonb, ${}::integer, "
     "'available', 0, 0, '', '', ''"
 )
-
-# The names prepared on a psycopg connection live in an attribute of it
-# (``_signalbox_prepared``), so they go with it; a WeakKeyDictionary would
-# build a weakref per send.
 
 
 def insert(
@@ -73,9 +70,6 @@ def insert(
     with connection.wrap_database_errors, raw.lock:
         result = _execute(raw, name, sql, params)
     return [int(result.get_value(i, 0)) for i in range(result.ntuples)] if ids else []
-
-
-_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE, without importing psycopg here
 
 
 def _text(
@@ -121,6 +115,8 @@ def _psycopg() -> tuple[Any, Any]:
 
 def _execute(raw: Any, name: bytes, sql: bytes, params: list[bytes]) -> Any:
     errors, pq = _psycopg()
+    # The names prepared on a connection live in an attribute of it, so they
+    # go with it (a WeakKeyDictionary would build a weakref per send).
     try:
         names: set[bytes] = raw._signalbox_prepared
     except AttributeError:
