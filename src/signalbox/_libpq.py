@@ -83,17 +83,9 @@ def _text(
 
 
 def _fast_connection(connection: BaseDatabaseWrapper) -> Any:
-    if connection.vendor != "postgresql" or connection.queries_logged:
+    # Execute wrappers are shown every statement: only a cursor's.
+    if connection.execute_wrappers or not _statements.may_prepare(connection):
         return None
-    settings = connection.settings_dict
-    if "prepare_threshold" in settings.get("OPTIONS", {}) or settings.get(
-        "DISABLE_SERVER_SIDE_CURSORS"
-    ):
-        return None
-    if connection.execute_wrappers:  # they are shown every statement: a cursor's
-        return None
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
     raw = connection.connection
     manager = getattr(raw, "_prepared", None)
     if getattr(raw, "pgconn", None) is None or getattr(raw, "_pipeline", True):

@@ -27,6 +27,9 @@ _INSERT_ROW = {
     "postgresql": "%s, %s, %s, %s, %s, %s::jsonb, %s, 'available', 0, 0, '', '', ''",
     "sqlite": "%s, %s, %s, %s, %s, %s, %s, 'available', 0, 0, '', '', ''",
 }
+INSERT_VENDORS = frozenset(_INSERT_ROW)
+"""The databases whose send INSERT is written out here; the ORM writes it
+elsewhere."""
 # The wake-up rides on the INSERT: PostgreSQL delivers a NOTIFY at the commit,
 # and only if the transaction commits. As a one-row function in FROM it runs
 # once per statement, however many rows it writes, and needs no RETURNING
@@ -225,6 +228,30 @@ snapshot, and takes nothing."""
 CLAIM_ONE_COMPLETING_RELAXED = relaxed(CLAIM_ONE_COMPLETING)
 
 
+def may_prepare(connection: BaseDatabaseWrapper) -> bool:
+    """Whether signalbox may keep statements prepared on ``connection``: a
+    psycopg 3 connection to PostgreSQL, where no ``OPTIONS["prepare_threshold"]``
+    leaves preparing to psycopg, no ``DISABLE_SERVER_SIDE_CURSORS`` says a
+    pooler in transaction mode sits in front (it may not keep them), and
+    queries are not being logged (Django would show their SQL as ``None``).
+    Where it may, the connection is opened (or reopened after a failed health
+    check) on the way.
+    """
+    driver: Any = getattr(connection, "Database", None)
+    settings = connection.settings_dict
+    if (
+        connection.vendor != "postgresql"
+        or getattr(driver, "__name__", "") != "psycopg"
+        or connection.queries_logged
+        or "prepare_threshold" in settings.get("OPTIONS", {})
+        or settings.get("DISABLE_SERVER_SIDE_CURSORS")
+    ):
+        return False
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    return True
+
+
 def statement_cursor(connection: BaseDatabaseWrapper) -> CursorWrapper:
     """A cursor whose statements PostgreSQL keeps prepared, where that is safe.
 
@@ -241,18 +268,9 @@ def statement_cursor(connection: BaseDatabaseWrapper) -> CursorWrapper:
     ``assertNumQueries``), because Django shows a prepared statement's SQL as
     ``None``.
     """
-    driver: Any = getattr(connection, "Database", None)
-    settings = connection.settings_dict
-    if (
-        connection.vendor != "postgresql"
-        or getattr(driver, "__name__", "") != "psycopg"
-        or connection.queries_logged
-        or "prepare_threshold" in settings.get("OPTIONS", {})
-        or settings.get("DISABLE_SERVER_SIDE_CURSORS")
-    ):
+    if not may_prepare(connection):
         return connection.cursor()
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
+    driver: Any = connection.Database  # type: ignore[attr-defined]
     # _prepare_cursor() is what connection.cursor() wraps its own cursors
     # with, the same in Django 5.2 and 6.x.
     wrap: Callable[[Any], CursorWrapper] = connection._prepare_cursor  # type: ignore[attr-defined]

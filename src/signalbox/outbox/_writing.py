@@ -85,7 +85,7 @@ def _write(
     wake = any(wakes for _, _, wakes in calls)
     connection = connections[using]
     values = None
-    if connection.vendor in ("postgresql", "sqlite") and not any(
+    if connection.vendor in _statements.INSERT_VENDORS and not any(
         row.delay for row in rows
     ):
         compact = _statements.compact
@@ -109,7 +109,7 @@ def _write(
         written = written_here
     else:
         statement = _statements.insert(connection.vendor, values, ids, wake)
-        assert statement is not None  # both vendors above have one
+        assert statement is not None  # an INSERT_VENDORS vendor has one
         with _statements.statement_cursor(connection) as cursor:
             cursor.execute(*statement)
             written = [each[0] for each in cursor.fetchall()] if ids else []
