@@ -1,11 +1,15 @@
-"""The send's INSERT run by libpq under a prepared statement of signalbox's own."""
+"""signalbox's statements run by libpq under prepared names of its own: the
+send's INSERT, and the claims and acknowledgements of workers and engines."""
 
 from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import DataError, ProgrammingError, connections, transaction
 
-from signalbox import _statements, outbox
+from signalbox import _libpq, _statements, outbox
 from signalbox.models import Delivery
 from tests.testapp.models import Order
 
@@ -146,8 +150,9 @@ def test_a_statement_deallocated_behind_our_back_is_prepared_again() -> None:
 
 
 def test_where_psycopg_prepares_too_the_send_goes_through_its_cursor() -> None:
-    # signalbox's worker statements prepare through psycopg; after a rollback
-    # psycopg deallocates everything on that connection, so ours stay off it.
+    # A project's prepare=True, or statement_cursor where libpq cannot run a
+    # statement: after a rollback psycopg deallocates everything on that
+    # connection, so ours stay off it.
     with _statements.statement_cursor(connections["default"]) as cursor:
         cursor.execute("SELECT %s::int", [1])
     assert psycopg_prepared() == 1
@@ -166,3 +171,94 @@ def test_text_beyond_ascii_travels_in_the_connections_encoding() -> None:
     committed(new("accusé", queue="réception"))
     row = Delivery.objects.get()
     assert (row.receiver, row.queue) == ("accusé", "réception")
+
+
+ODD_TEXT = ["a,b", "{braces}", 'say "hi"', "back\\slash", "NULL", "", "accusé 🙂"]
+
+
+def test_parameters_written_as_text_read_back_as_a_cursor_binds_them() -> None:
+    token = uuid.uuid4()
+    sql = (
+        "SELECT %s::bigint, %s::text, %s::uuid, %s::interval, %s::text[], "
+        "%s::bigint[], %s::uuid[], %s::text, %s::text[], statement_timestamp()"
+    )
+    params = [
+        -(2**40),
+        "accusé",
+        token,
+        timedelta(days=-1, microseconds=7),
+        ODD_TEXT,
+        [1, None, 3],
+        [token],
+        None,
+        [],
+    ]
+    with connections["default"].cursor() as cursor:
+        cursor.execute(sql, params)
+        expected = cursor.fetchall()
+    got = _libpq.run(connections["default"], sql, params)
+    assert [row[:-1] for row in got] == [row[:-1] for row in expected]
+    assert got[0][4] == ODD_TEXT
+    stamp = got[0][-1]
+    assert isinstance(stamp, datetime)
+    assert stamp.utcoffset() == UTC.utcoffset(None)
+    assert [name for name in ours() if not name.startswith("signalbox_insert")]
+    assert psycopg_prepared() == 0
+
+
+def test_a_parameter_it_cannot_write_goes_through_a_cursor() -> None:
+    rows = _libpq.run(connections["default"], "SELECT %s::boolean", [True])
+    assert rows == [(True,)]
+    assert ours() == []
+
+
+def test_a_statement_that_opens_the_transaction_is_still_inside_it() -> None:
+    sql = "INSERT INTO testapp_order (number, paid) VALUES (%s, false) RETURNING number"
+
+    def opened_then_rolled_back() -> None:
+        with transaction.atomic():
+            assert _libpq.run(connections["default"], sql, ["gone"]) == [("gone",)]
+            raise RolledBack
+
+    with pytest.raises(RolledBack):
+        opened_then_rolled_back()
+    assert not Order.objects.exists()
+    with transaction.atomic():
+        _libpq.run(connections["default"], sql, ["first"])
+        _libpq.run(connections["default"], sql, ["second"])  # past psycopg's BEGIN
+    assert sorted(Order.objects.values_list("number", flat=True)) == [
+        "first",
+        "second",
+    ]
+
+
+def test_statement_errors_are_djangos() -> None:
+    with pytest.raises(DataError):
+        _libpq.run(connections["default"], "SELECT %s::smallint", [99_999])
+    assert _libpq.run(connections["default"], "SELECT %s::int", [1]) == [(1,)]
+
+
+def test_a_worker_connection_keeps_every_statement_of_ours_off_psycopg() -> None:
+    # The claim, the acknowledgements and the hand-over mark run under our
+    # names too, so psycopg never prepares on a worker's connection, and its
+    # rollbacks never deallocate them (nor turn the send's libpq path off).
+    outbox.enqueue([new(), new()], using="default")
+    first, second = (
+        outbox.claim_one(
+            pk,
+            engine="default",
+            worker="w",
+            receivers=["shop.mail"],
+            lease=timedelta(minutes=1),
+            using="default",
+        )
+        for pk in Delivery.objects.order_by("id").values_list("id", flat=True)
+    )
+    assert first is not None
+    assert second is not None
+    assert outbox.complete(first, using="default")
+    assert outbox.complete_many([second], using="default") == {second.id}
+    with pytest.raises(RolledBack):
+        rolled_back(new("rolled back"))
+    assert psycopg_prepared() == 0
+    assert set(Delivery.objects.values_list("state", flat=True)) == {"completed"}

@@ -1,27 +1,32 @@
-"""The send's INSERT as a prepared statement of signalbox's own, run by libpq.
+"""signalbox's own statements, prepared under names of ours and run by libpq.
 
 The INSERT a send adds is the whole of signalbox's cost on the request path,
-and a psycopg cursor spends more Python on it than the server spends running
-it (bench/outbox.py). So on a psycopg 3 connection the statement is prepared
-once, under a name of ours, and run with ``PQexecPrepared`` on the connection
-psycopg holds (``Connection.pgconn``, psycopg's documented low-level access):
-the parameters go as text, and libpq releases the GIL while it waits.
+and the claim and acknowledgement are most of an engine's cost per delivery;
+a psycopg cursor spends more Python on each than the server spends running
+it (bench/outbox.py, bench/engines.py). So on a psycopg 3 connection each
+statement is prepared once, under a name of ours, and run with
+``PQexecPrepared`` on the connection psycopg holds (``Connection.pgconn``,
+psycopg's documented low-level access): the parameters go as text, libpq
+releases the GIL while it waits, and psycopg's own loaders (Django's, on a
+Django connection) type the rows, as a cursor would.
 
 A name of ours lasts as long as the session unless something deallocates it.
 psycopg does, with ``DEALLOCATE ALL`` after a rollback, but only on a
 connection where it prepared statements itself; so this path runs only where
-it never has (Django turns its preparing off; signalbox's worker statements,
-through :func:`signalbox._statements.statement_cursor`, turn it on for their
-own connections, which then keep using that path). Anything else that
-deallocates (a ``DISCARD ALL`` of the project's own) costs one error: the name
-is forgotten, the statement retried at once outside a transaction, and
-prepared again by the next send inside one.
+it never has (Django turns its preparing off, and signalbox's statements all
+come this way). Anything else that deallocates (a ``DISCARD ALL`` of the
+project's own) costs one error: the name is forgotten, the statement retried
+at once outside a transaction, and prepared again by the next run inside one.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import hashlib
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from signalbox import _statements
@@ -82,6 +87,112 @@ def _text(
     ]
 
 
+def run(
+    connection: BaseDatabaseWrapper, sql: str, params: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    """Run ``sql``, one of signalbox's statements (``%s`` placeholders), and
+    return its rows as a cursor's ``fetchall()`` would (``[]`` for none).
+
+    Through libpq under a prepared name of ours where :func:`insert` would go
+    that way and every parameter is one :func:`_param` writes as text (ints,
+    strings, UUIDs, timedeltas, lists of those, None); otherwise through
+    :func:`signalbox._statements.statement_cursor`. Errors are Django's.
+    """
+    raw = _fast_connection(connection)
+    text = _params(params, raw) if raw is not None else None
+    if raw is None or text is None:
+        with _statements.statement_cursor(connection) as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
+    connection.validate_no_broken_transaction()
+    if not raw.autocommit and raw.pgconn.transaction_status == _IDLE:
+        with connection.cursor() as cursor:  # lets psycopg send the BEGIN
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
+    name, numbered = _named(sql)
+    with connection.wrap_database_errors, raw.lock:
+        result = _execute(raw, name, numbered, text)
+        if not result.ntuples:
+            return []
+        loading = _psycopg_loading()(raw)
+        loading.set_pgresult(result)
+        rows: list[tuple[Any, ...]] = loading.load_rows(0, result.ntuples, tuple)
+        return rows
+
+
+def _params(params: Sequence[Any], raw: Any) -> list[bytes | None] | None:
+    try:
+        text = [None if value is None else _param(value) for value in params]
+    except _NotText:
+        return None
+    try:  # names, keys and ids are ASCII, the same in every encoding
+        return [None if each is None else each.encode("ascii") for each in text]
+    except UnicodeEncodeError:
+        encoding = raw.info.encoding
+        return [None if each is None else each.encode(encoding) for each in text]
+
+
+class _NotText(Exception):
+    """A parameter of a type :func:`_param` does not write: a cursor binds it."""
+
+
+def _param(value: Any) -> str:
+    """``value`` in PostgreSQL's text input form."""
+    write = _WRITERS.get(type(value))
+    if write is None:
+        raise _NotText
+    return write(value)
+
+
+def _array(values: Sequence[Any]) -> str:
+    return "{" + ",".join(_element(value) for value in values) + "}"
+
+
+def _element(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    write = _WRITERS.get(type(value))
+    if write is None or write is _array:
+        raise _NotText
+    text = write(value)
+    if isinstance(value, str):  # quoted, so commas, braces and NULL stay text
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return text
+
+
+def _interval(value: timedelta) -> str:
+    return f"{value // _MICROSECOND} microseconds"
+
+
+_MICROSECOND = timedelta(microseconds=1)
+_WRITERS: dict[type, Callable[[Any], str]] = {
+    int: str,
+    str: str,
+    uuid.UUID: str,
+    timedelta: _interval,
+    list: _array,
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _named(sql: str) -> tuple[bytes, bytes]:
+    """A name for ``sql`` (the same in every process) and its text with
+    ``$n`` placeholders, which is what psycopg sends for ``%s`` too."""
+    if "%%" in sql or "%(" in sql:
+        raise ValueError("signalbox's statements use only %s placeholders")
+    numbers = iter(range(1, sql.count("%s") + 1))
+    numbered = re.sub("%s", lambda _: f"${next(numbers)}", sql)
+    digest = hashlib.blake2b(sql.encode(), digest_size=8).hexdigest()
+    return f"signalbox_{digest}".encode(), numbered.encode()
+
+
+@functools.cache
+def _psycopg_loading() -> Any:
+    from psycopg.adapt import Transformer
+
+    return Transformer
+
+
 def _fast_connection(connection: BaseDatabaseWrapper) -> Any:
     # Execute wrappers are shown every statement: only a cursor's.
     if connection.execute_wrappers or not _statements.may_prepare(connection):
@@ -105,7 +216,7 @@ def _psycopg() -> tuple[Any, Any]:
     return errors, pq
 
 
-def _execute(raw: Any, name: bytes, sql: bytes, params: list[bytes]) -> Any:
+def _execute(raw: Any, name: bytes, sql: bytes, params: Sequence[bytes | None]) -> Any:
     errors, pq = _psycopg()
     # The names prepared on a connection live in an attribute of it, so they
     # go with it (a WeakKeyDictionary would build a weakref per send).

@@ -18,7 +18,7 @@ from django.db import connections
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Now
 
-from signalbox import _statements
+from signalbox import _libpq, _statements
 from signalbox._states import WAITING
 from signalbox.outbox._base import Handover, _rows, ago
 
@@ -88,11 +88,8 @@ def mark_handed_over(handovers: Iterable[Handover], *, using: str) -> int:
             if connection.in_atomic_block
             else _statements.MARK_HANDED_OVER_RELAXED
         )
-        with _statements.statement_cursor(connection) as cursor:
-            cursor.execute(
-                sql, [[h.id for h in handovers], [h.attempt for h in handovers]]
-            )
-            return len(cursor.fetchall())
+        handed = [[h.id for h in handovers], [h.attempt for h in handovers]]
+        return len(_libpq.run(connection, sql, handed))
     by_attempt: dict[int, list[int]] = {}
     for each in handovers:
         by_attempt.setdefault(each.attempt, []).append(each.id)

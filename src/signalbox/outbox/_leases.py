@@ -11,7 +11,7 @@ from django.db import connections, transaction
 from django.db.models import F, TextField
 from django.db.models.functions import Cast, Now
 
-from signalbox import _statements
+from signalbox import _libpq, _statements
 from signalbox._states import WAITING, State
 from signalbox.outbox._base import Claimed, Unreadable, _rows, after
 
@@ -179,10 +179,7 @@ def _has_waiting_index(using: str) -> bool:
 def _returned(
     sql: str, params: list[Any], token: uuid.UUID, using: str
 ) -> list[Claimed]:
-    connection = connections[using]
-    with _statements.statement_cursor(connection) as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+    rows = _libpq.run(connections[using], sql, params)
     claimed = [
         Claimed(
             id=row[0],
@@ -319,9 +316,7 @@ def complete(claimed: Claimed, *, using: str, durable: bool = True) -> bool:
             if durable or not _relaxing(using)
             else _statements.COMPLETE_ONE_RELAXED
         )
-        with _statements.statement_cursor(connection) as cursor:
-            cursor.execute(sql, [claimed.id, claimed.token])
-            return bool(cursor.fetchall())
+        return bool(_libpq.run(connection, sql, [claimed.id, claimed.token]))
     return bool(
         _held(claimed, using).update(
             state=State.COMPLETED,
@@ -344,12 +339,9 @@ def complete_many(claimed: Sequence[Claimed], *, using: str) -> set[int]:
         return set()
     connection = connections[using]
     if connection.vendor == "postgresql":
-        with _statements.statement_cursor(connection) as cursor:
-            cursor.execute(
-                _statements.COMPLETE_MANY_POSTGRESQL,
-                [[c.id for c in claimed], [c.token for c in claimed]],
-            )
-            return {row[0] for row in cursor.fetchall()}
+        held = [[c.id for c in claimed], [c.token for c in claimed]]
+        rows = _libpq.run(connection, _statements.COMPLETE_MANY_POSTGRESQL, held)
+        return {row[0] for row in rows}
     with transaction.atomic(using=using):
         return {each.id for each in claimed if complete(each, using=using)}
 
