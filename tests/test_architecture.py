@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "signalbox._states": 0,
     "signalbox._context": 0,
     "signalbox._connections": 0,
+    "signalbox._forks": 0,
     "signalbox.conf": 1,
     "signalbox._statements": 1,
     "signalbox._libpq": 1,

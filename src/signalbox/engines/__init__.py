@@ -38,7 +38,7 @@ from django.core.signals import setting_changed
 from django.db import transaction
 from django.utils.module_loading import import_string
 
-from signalbox import conf, outbox
+from signalbox import _forks, conf, outbox
 from signalbox.exceptions import ConfigurationError
 
 
@@ -148,14 +148,17 @@ class Kept(Generic[_Client]):
         self._make, self._close = make, close
         self._lock = threading.Lock()
         self._client: _Client | None = None
-        self._pid = os.getpid()
+        _forks.renew_in_children(self, Kept._forget_parent)
+
+    def _forget_parent(self) -> None:
+        # Never the parent's socket; and the hand-over thread may have been
+        # publishing through it, holding the lock, at the fork.
+        self._lock, self._client = threading.Lock(), None
 
     @contextmanager
     def use(self) -> Iterator[_Client]:
         """The client, made if need be; dropped if the block raises."""
         with self._lock:
-            if self._pid != os.getpid():
-                self._client, self._pid = None, os.getpid()
             if self._client is None:
                 self._client = self._make()
             try:
@@ -171,13 +174,21 @@ class Kept(Generic[_Client]):
 
     def _drop(self) -> None:
         client, self._client = self._client, None
-        if client is not None and self._pid == os.getpid():
+        if client is not None:
             with suppress(Exception):  # the next use connects afresh either way
                 self._close(client)
 
 
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
+
+
+def _forget_parents_lock() -> None:
+    global _lock
+    _lock = threading.Lock()  # the parent may have been building an engine
+
+
+os.register_at_fork(after_in_child=_forget_parents_lock)
 
 
 def get(alias: str) -> Engine:

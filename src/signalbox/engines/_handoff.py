@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 from django.db import connections
 
-from signalbox import conf, engines, outbox
+from signalbox import _forks, conf, engines, outbox
 
 logger = logging.getLogger("signalbox.engines")
 
@@ -103,6 +103,14 @@ class Publisher:
         self._busy = False
         self._published_at = 0.0  # monotonic
         self._pid = -1
+        _forks.renew_in_children(self, Publisher._forget_parent)
+
+    def _forget_parent(self) -> None:
+        # A child inherits the queue but not the thread, and the lock in
+        # whatever state the thread left it: start afresh on the first submit.
+        self._changed = threading.Condition()
+        self._pending, self._unmarked, self._busy = [], [], False
+        self._flushing, self._pid = 0, -1
 
     def submit(self, handovers: Sequence[outbox.Handover]) -> None:
         """Queue ``handovers``; returns at once."""
@@ -127,8 +135,6 @@ class Publisher:
         return not (self._pending or self._unmarked or self._busy)
 
     def _start(self) -> None:
-        # A forked child inherits the queue but not the thread: start afresh.
-        self._pending, self._unmarked, self._busy = [], [], False
         self._pid = os.getpid()
         threading.Thread(
             target=self._run, name="signalbox-handoff", daemon=True

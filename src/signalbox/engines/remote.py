@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from signalbox import _connections, conf, outbox, registry
+from signalbox import _connections, _forks, conf, outbox, registry
 from signalbox.worker import Outcome, run_delivery
 
 logger = logging.getLogger("signalbox.engines")
@@ -118,7 +118,12 @@ class _Acks:
         self._waiting: dict[str, list[outbox.Claimed]] = {}
         self._since = 0.0  # monotonic: when the oldest one was deferred
         self._ended = 0.0  # monotonic: when the last delivery ended
-        self._pid = os.getpid()
+        _forks.renew_in_children(self, _Acks._forget_parent)
+
+    def _forget_parent(self) -> None:
+        # The parent's completions are its own to write (its keeper may have
+        # been writing them, holding the lock, at the fork).
+        self._lock, self._waiting = threading.Lock(), {}
 
     def streaming(self, within: float = ACK_DELAY) -> bool:
         """Whether the last delivery ended less than ``within`` ago: one that
@@ -137,30 +142,25 @@ class _Acks:
         if not claims:
             return
         with self._lock:
-            if self._pid != os.getpid():  # a forked child: not its parent's
-                self._waiting, self._pid = {}, os.getpid()
             if not any(self._waiting.values()):
                 self._since = time.monotonic()
             self._waiting.setdefault(using, []).extend(claims)
 
     def take(self, using: str) -> list[outbox.Claimed]:
         with self._lock:
-            if self._pid != os.getpid():
-                self._waiting, self._pid = {}, os.getpid()
             return self._waiting.pop(using, [])
 
     def due_in(self) -> float | None:
         """Seconds until the oldest waiting completion is to be written."""
         with self._lock:
-            if self._pid != os.getpid() or not any(self._waiting.values()):
+            if not any(self._waiting.values()):
                 return None
             return self._since + ACK_DELAY - time.monotonic()
 
     def write(self) -> None:
         """Write every waiting completion now, on this thread's connection."""
         with self._lock:
-            waiting = self._waiting if self._pid == os.getpid() else {}
-            self._waiting = {}
+            waiting, self._waiting = self._waiting, {}
         for using, claims in waiting.items():
             try:
                 outbox.complete_many(claims, using=using)
@@ -195,6 +195,13 @@ class LeaseKeeper:
         self._wake = threading.Event()
         self._polling = False
         self._pid = -1
+        _forks.renew_in_children(self, LeaseKeeper._forget_parent)
+
+    def _forget_parent(self) -> None:
+        # A child keeps neither the thread nor its leases; the first delivery
+        # it runs starts its own.
+        self._lock, self._wake = threading.Lock(), threading.Event()
+        self._held, self._pid = {}, -1
 
     def holding(self, claimed: outbox.Claimed, using: str) -> _Holding:
         """A context in which ``claimed``'s lease is kept alive."""
@@ -202,9 +209,8 @@ class LeaseKeeper:
 
     def _add(self, claimed: outbox.Claimed, using: str) -> None:
         with self._lock:
-            if self._pid != os.getpid():  # a forked child keeps no thread
+            if self._pid != os.getpid():  # the first in this process
                 self._pid = os.getpid()
-                self._held.clear()
                 threading.Thread(
                     target=self._run, name="signalbox-leases", daemon=True
                 ).start()
