@@ -107,14 +107,14 @@ def test_the_engines_being_built() -> None:
 
 def test_the_deferred_acknowledgements() -> None:
     acks = _Acks()
-    acks.add([claimed()], "default")
+    acks.defer(claimed(), using="default")
 
     def in_child() -> None:
-        assert acks.take("default") == []  # the parent's to write
-        acks.add([claimed()], "default")
+        assert acks.due_in() is None  # the parent's are the parent's to write
+        acks.defer(claimed(), using="default")
 
     assert exit_code_of_child_forked_while_held(acks._lock, in_child) == 0
-    assert len(acks.take("default")) == 1
+    assert len(acks._waiting["default"]) == 1
 
 
 def test_the_lease_keeper() -> None:

@@ -219,14 +219,6 @@ RETURNING d.id
 """
 """Many acknowledgements in one statement, each under its own lease token."""
 
-CLAIM_ONE_COMPLETING = f"WITH completed AS ({COMPLETE_MANY_POSTGRESQL}){CLAIM_ONE}"
-"""Records earlier completions (ids and tokens, as ``COMPLETE_MANY_POSTGRESQL``)
-and takes one named row, in one statement: an engine's task in a stream of
-them acknowledges the previous delivery with the next one's claim. A
-redelivery of a row completed here finds it executing in the statement's
-snapshot, and takes nothing."""
-CLAIM_ONE_COMPLETING_RELAXED = relaxed(CLAIM_ONE_COMPLETING)
-
 
 def may_prepare(connection: BaseDatabaseWrapper) -> bool:
     """Whether signalbox may keep statements prepared on ``connection``: a

@@ -34,8 +34,9 @@ logger = logging.getLogger("signalbox.engines")
 
 
 ACK_DELAY = 0.02
-"""Seconds a completion may wait for the next claim to carry it (see
-:func:`deliver`'s ``defer_ack``) before the lease keeper's thread writes it."""
+"""Seconds a deferred completion (see :func:`deliver`'s ``defer_ack``) waits,
+gathering the ones that follow, before the lease keeper's thread writes them
+in one statement."""
 
 
 def deliver(
@@ -54,9 +55,9 @@ def deliver(
 
     ``defer_ack=True`` (for a worker process that runs many tasks, such as
     Celery's) lets a completion that comes in a stream of deliveries be
-    written with this process's next claim, in the same statement, or by the
-    lease keeper's thread :data:`ACK_DELAY` later: one statement a delivery
-    instead of two. Until then the row stays leased to this process; if the
+    written by the lease keeper's thread :data:`ACK_DELAY` later, together
+    with the others of that stream: off the task's path, and one statement
+    for many. Until then the row stays leased to this process; if the
     process dies first, its lease expires and the delivery runs again, which
     at-least-once allows. Failures, retries and ``atomic=True`` completions
     are always written before this returns. :func:`write_acks` writes what
@@ -72,22 +73,16 @@ def deliver(
     # forget it, and the delivery runs again, which at-least-once allows.
     # SYNCHRONOUS_ACKS keeps them durable.
     durable = settings.synchronous_acks
-    completing = _acks.take(using) if _can_defer(using) else []
     try:
-        try:
-            claimed = outbox.claim_one(
-                delivery_id,
-                engine=engine,
-                worker=_name(),
-                receivers=list(receivers),
-                lease=settings.lease,
-                using=using,
-                durable=durable,
-                completing=completing,
-            )
-        except BaseException:
-            _acks.add(completing, using)  # not written: the keeper tries again
-            raise
+        claimed = outbox.claim_one(
+            delivery_id,
+            engine=engine,
+            worker=_name(),
+            receivers=list(receivers),
+            lease=settings.lease,
+            using=using,
+            durable=durable,
+        )
         if claimed is None:
             logger.debug("Delivery %s: nothing to run.", delivery_id)
             return None
@@ -135,20 +130,11 @@ class _Acks:
         self._ended = time.monotonic()
 
     def defer(self, claimed: outbox.Claimed, *, using: str) -> None:
-        self.add([claimed], using)
-        keeper.wake()  # a no-op while it looks every ACK_DELAY anyway
-
-    def add(self, claims: list[outbox.Claimed], using: str) -> None:
-        if not claims:
-            return
         with self._lock:
             if not any(self._waiting.values()):
                 self._since = time.monotonic()
-            self._waiting.setdefault(using, []).extend(claims)
-
-    def take(self, using: str) -> list[outbox.Claimed]:
-        with self._lock:
-            return self._waiting.pop(using, [])
+            self._waiting.setdefault(using, []).append(claimed)
+        keeper.wake()  # a no-op while it looks every ACK_DELAY anyway
 
     def due_in(self) -> float | None:
         """Seconds until the oldest waiting completion is to be written."""

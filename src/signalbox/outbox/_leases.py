@@ -205,7 +205,6 @@ def claim_one(
     lease: timedelta,
     using: str,
     durable: bool = True,
-    completing: Sequence[Claimed] = (),
 ) -> Claimed | None:
     """Take the delivery ``delivery_id`` if it is due, for ``engine``, with a
     key in ``receivers``; None otherwise.
@@ -216,30 +215,15 @@ def claim_one(
     nothing. The claim is counted and leased as :func:`claim`'s are.
     ``durable=False`` lets the claim commit without waiting for the disk, on
     PostgreSQL and outside a transaction only (see :func:`_relaxing`).
-    ``completing`` are earlier claims to mark completed first, as
-    :func:`complete_many` would (on PostgreSQL in the claim's own statement).
     """
     token = uuid.uuid4()
     receivers = list(receivers)
-    connection = connections[using]
-    if completing and connection.vendor != "postgresql":
-        complete_many(completing, using=using)
-        completing = ()
-    if not receivers and not completing:
+    if not receivers:
         return None
-    if connection.vendor == "postgresql":
+    if connections[using].vendor == "postgresql":
         relax = not durable and _relaxing(using)
-        params: list[Any] = [token, worker, lease, delivery_id, engine, receivers]
-        if completing:
-            ids, tokens = [c.id for c in completing], [c.token for c in completing]
-            params = [ids, tokens, *params]
-            sql = (
-                _statements.CLAIM_ONE_COMPLETING_RELAXED
-                if relax
-                else _statements.CLAIM_ONE_COMPLETING
-            )
-        else:
-            sql = _statements.CLAIM_ONE_RELAXED if relax else _statements.CLAIM_ONE
+        sql = _statements.CLAIM_ONE_RELAXED if relax else _statements.CLAIM_ONE
+        params = [token, worker, lease, delivery_id, engine, receivers]
         found = _returned(sql, params, token, using)
         return found[0] if found else None
     with transaction.atomic(using=using):
