@@ -122,8 +122,8 @@ class _Acks:
 
     def streaming(self, within: float = ACK_DELAY) -> bool:
         """Whether the last delivery ended less than ``within`` ago: one that
-        follows it that closely can expect the next claim soon (a lone
-        delivery writes its own completion)."""
+        follows it that closely can expect others to follow, whose
+        completions its own can wait for (a lone delivery writes its own)."""
         return time.monotonic() - self._ended < within
 
     def ended(self) -> None:
