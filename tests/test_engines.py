@@ -484,6 +484,15 @@ def test_only_rows_for_the_embedded_workers_wake_them() -> None:
     assert Delivery.objects.filter(engine="default").count() == 1
 
 
+def sent_to_the_broker(count: int) -> list[int]:
+    """Connect ``remote_job`` on the "broker" engine and send ``count``
+    times (autocommit); the new deliveries' ids, in order."""
+    connect(remote_job)
+    for n in range(count):
+        order_paid.send(sender=None, n=n)
+    return list(Delivery.objects.order_by("id").values_list("pk", flat=True))
+
+
 @pytest.mark.postgres
 def test_a_stream_of_deliveries_leaves_its_completions_to_one_later_statement(
     monkeypatch: pytest.MonkeyPatch,
@@ -493,10 +502,7 @@ def test_a_stream_of_deliveries_leaves_its_completions_to_one_later_statement(
     # Long enough that neither the keeper nor a slow machine gets in between.
     monkeypatch.setattr(remote, "ACK_DELAY", 5.0)
     monkeypatch.setattr(remote._acks, "_ended", 0.0)  # no delivery just ended
-    connect(remote_job)
-    for n in range(3):
-        order_paid.send(sender=None, n=n)
-    first, second, third = Delivery.objects.order_by("id").values_list("pk", flat=True)
+    first, second, third = sent_to_the_broker(3)
     statements: list[str] = []
 
     def spy(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
@@ -527,10 +533,7 @@ def test_a_stream_of_deliveries_leaves_its_completions_to_one_later_statement(
 def test_a_deferred_completion_is_written_by_the_keeper_soon_after() -> None:
     from signalbox.engines import remote
 
-    connect(remote_job)
-    for n in range(2):
-        order_paid.send(sender=None, n=n)
-    first, second = Delivery.objects.order_by("id").values_list("pk", flat=True)
+    first, second = sent_to_the_broker(2)
     deliver(first, engine="broker", defer_ack=True)
     assert deliver(second, engine="broker", defer_ack=True) == Outcome.COMPLETED
     deadline = time.monotonic() + 2
@@ -541,10 +544,7 @@ def test_a_deferred_completion_is_written_by_the_keeper_soon_after() -> None:
 
 @pytest.mark.postgres
 def test_deliver_inside_a_transaction_never_defers_its_completion() -> None:
-    connect(remote_job)
-    for n in range(2):
-        order_paid.send(sender=None, n=n)
-    first, second = Delivery.objects.order_by("id").values_list("pk", flat=True)
+    first, second = sent_to_the_broker(2)
     deliver(first, engine="broker", defer_ack=True)
     with transaction.atomic():
         deliver(second, engine="broker", defer_ack=True)

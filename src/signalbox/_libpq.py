@@ -33,6 +33,7 @@ from signalbox import _statements
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.backends.utils import CursorWrapper
 
 _INVALID_STATEMENT_NAME = "26000"
 _IDLE = 0  # psycopg.pq.TransactionStatus.IDLE, without importing psycopg here
@@ -101,14 +102,12 @@ def run(
     raw = _fast_connection(connection)
     text = _params(params, raw) if raw is not None else None
     if raw is None or text is None:
-        with _statements.statement_cursor(connection) as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall() if cursor.description else []
+        return _fetched(_statements.statement_cursor(connection), sql, params)
     connection.validate_no_broken_transaction()
     if not raw.autocommit and raw.pgconn.transaction_status == _IDLE:
-        with connection.cursor() as cursor:  # lets psycopg send the BEGIN
-            cursor.execute(sql, params)
-            return cursor.fetchall() if cursor.description else []
+        # psycopg sends the BEGIN before a transaction's first statement;
+        # let it, through a cursor that prepares nothing.
+        return _fetched(connection.cursor(), sql, params)
     name, numbered = _named(sql)
     with connection.wrap_database_errors, raw.lock:
         result = _execute(raw, name, numbered, text)
@@ -118,6 +117,14 @@ def run(
         loading.set_pgresult(result)
         rows: list[tuple[Any, ...]] = loading.load_rows(0, result.ntuples, tuple)
         return rows
+
+
+def _fetched(
+    cursor: CursorWrapper, sql: str, params: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    with cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
 
 
 def _params(params: Sequence[Any], raw: Any) -> list[bytes | None] | None:
