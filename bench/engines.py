@@ -37,6 +37,7 @@ import os
 import shutil
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def request_path(rounds: int) -> dict[str, float]:
 def throughput(deliveries: int, concurrency: int, rounds: int) -> dict[str, Any]:
     from django.db import transaction
 
-    from outboxbench import database, processes
+    from outboxbench import cpu, database, processes
     from outboxbench.celery_app import app, noop
     from outboxbench.engine_receivers import handed
     from outboxbench.models import Order
@@ -88,7 +89,7 @@ def throughput(deliveries: int, concurrency: int, rounds: int) -> dict[str, Any]
     from outboxbench.throughput import _await_progress
     from signalbox import engines
 
-    def drain(queue: str, fill: object) -> float:
+    def drain(queue: str, fill: object) -> tuple[float, dict[str, int]]:
         _purge(app, queue)
         fill()  # type: ignore[operator]
         progress = STATE / "engines-progress"
@@ -99,8 +100,11 @@ def throughput(deliveries: int, concurrency: int, rounds: int) -> dict[str, Any]
             running.env["DJANGO_SETTINGS_MODULE"] = "outboxbench.engine_settings"
             argv = processes.celery_worker("engines", concurrency, queue)
             running.start("celery-engines", [*argv, "--include", INCLUDE])
+            before, done = _first_done(progress, running)
             count, first, last = _await_progress(progress, deliveries, running)
-        return count / ((last - first) / 1e9)
+            after = _cpu_reading()
+            spent = cpu.per_delivery(before, after, count - done) if before else {}
+        return count / ((last - first) / 1e9), spent
 
     def plain() -> None:
         with app.producer_or_acquire() as producer:
@@ -117,11 +121,13 @@ def throughput(deliveries: int, concurrency: int, rounds: int) -> dict[str, Any]
 
     plain_rates: list[float] = []
     engine_rates: list[float] = []
+    spent: dict[str, list[dict[str, int]]] = {"plain": [], "engine": []}
     for round_number in range(rounds):
         pair = [("plain", "signalbox-bench", plain), ("engine", QUEUE, through_engine)]
         for kind, queue, fill in pair if round_number % 2 == 0 else pair[::-1]:
-            rate = drain(queue, fill)
+            rate, cpu_spent = drain(queue, fill)
             (plain_rates if kind == "plain" else engine_rates).append(rate)
+            spent[kind].append(cpu_spent)
     paired = zip(engine_rates, plain_rates, strict=True)
     ratios = [engine / plain for engine, plain in paired]
     return {
@@ -131,10 +137,37 @@ def throughput(deliveries: int, concurrency: int, rounds: int) -> dict[str, Any]
         "engine_per_s": round(statistics.median(engine_rates)),
         "round_ratios": [round(each, 3) for each in ratios],
         "ratio": round(statistics.median(ratios), 3),
+        "cpu_us_per_delivery": {kind: _medians(each) for kind, each in spent.items()},
+    }
+
+
+def _medians(readings: list[dict[str, int]]) -> dict[str, int]:
+    """Each kind of process's median over the rounds (0 where a round had none)."""
+    kinds = sorted({kind for reading in readings for kind in reading})
+    return {
+        kind: round(statistics.median(reading.get(kind, 0) for reading in readings))
+        for kind in kinds
     }
 
 
 INCLUDE = "outboxbench.engine_receivers"
+
+
+def _cpu_reading() -> Any:
+    from outboxbench import cpu
+
+    return cpu.read(os.environ["SIGNALBOX_BENCH_PG_NAME"]) if cpu.available() else None
+
+
+def _first_done(progress: Path, running: Any) -> tuple[Any, int]:
+    """A CPU reading once the first task ended, and how many had by then:
+    the drain's own time, not the worker's start-up (None without /proc)."""
+    from outboxbench import marks
+
+    while not (done := marks.read_progress(progress)[0]):
+        running.check_alive()
+        time.sleep(0.002)
+    return _cpu_reading(), done
 
 
 def _purge(app: object, queue: str) -> None:

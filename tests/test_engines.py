@@ -549,3 +549,62 @@ def test_deliver_inside_a_transaction_never_defers_its_completion() -> None:
     with transaction.atomic():
         deliver(second, engine="broker", defer_ack=True)
         assert Delivery.objects.get(pk=second).state == State.COMPLETED
+
+
+@pytest.mark.postgres
+def test_write_acks_returns_after_a_write_the_keeper_has_under_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # At exit (atexit, Celery's worker_process_shutdown) write_acks() is the
+    # last chance: if it returned while the keeper's thread was still
+    # writing, the process would end under that write and the rows run again.
+    import threading
+
+    from signalbox.engines import remote
+
+    monkeypatch.setattr(remote, "ACK_DELAY", 5.0)  # the keeper stays out of it
+    monkeypatch.setattr(remote._acks, "_ended", 0.0)
+    first, second = sent_to_the_broker(2)
+    deliver(first, engine="broker", defer_ack=True)
+    deliver(second, engine="broker", defer_ack=True)  # deferred
+    entered, release = threading.Event(), threading.Event()
+    complete_many = outbox.complete_many
+
+    def slow_complete_many(claims: Any, *, using: str) -> Any:
+        entered.set()
+        release.wait(5)
+        return complete_many(claims, using=using)
+
+    monkeypatch.setattr(outbox, "complete_many", slow_complete_many)
+
+    def on_a_thread(target: Any) -> threading.Thread:
+        def run() -> None:
+            try:
+                target()
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    keeper = on_a_thread(remote._acks.write)  # as the keeper's thread does
+    assert entered.wait(5)
+    exiting = on_a_thread(remote.write_acks)
+    exiting.join(0.3)
+    assert exiting.is_alive()  # waits for the write under way
+    release.set()
+    keeper.join(5)
+    exiting.join(5)
+    assert Delivery.objects.get(pk=second).state == State.COMPLETED
+
+
+def test_a_receiver_connected_between_deliveries_is_found_by_the_next() -> None:
+    # deliver() keeps its reading of the registry between deliveries; a
+    # receiver connected since must reach the next one.
+    (first,) = sent_to_the_broker(1)
+    assert deliver(first, engine="broker") == Outcome.COMPLETED
+    connect(failing_job)
+    order_paid.send(sender=None, n=1)
+    failing = Delivery.objects.get(receiver__endswith="failing_job")
+    assert deliver(failing.pk, engine="broker") == Outcome.RETRYING

@@ -18,7 +18,8 @@ def tidy() -> None:
         if connection.connection is None or connection.in_atomic_block:
             continue
         broken = connection.errors_occurred and not connection.is_usable()
-        if broken or not connection.get_autocommit():
+        # .autocommit is what get_autocommit() returns once connected.
+        if broken or not connection.autocommit:
             connection.close()
         else:
             connection.errors_occurred = False

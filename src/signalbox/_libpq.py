@@ -113,7 +113,7 @@ def run(
         result = _execute(raw, name, numbered, text)
         if not result.ntuples:
             return []
-        loading = _psycopg_loading()(raw)
+        loading = _loading(raw)
         loading.set_pgresult(result)
         rows: list[tuple[Any, ...]] = loading.load_rows(0, result.ntuples, tuple)
         return rows
@@ -193,11 +193,18 @@ def _named(sql: str) -> tuple[bytes, bytes]:
     return f"signalbox_{digest}".encode(), numbered.encode()
 
 
-@functools.cache
-def _psycopg_loading() -> Any:
-    from psycopg.adapt import Transformer
+def _loading(raw: Any) -> Any:
+    # One psycopg Transformer per connection, as a cursor keeps one for all
+    # its statements: it builds each column type's loader once, not per row
+    # set. It lives on the connection (see _execute's names) and is used
+    # under the connection's lock.
+    try:
+        return raw._signalbox_loading
+    except AttributeError:
+        from psycopg.adapt import Transformer
 
-    return Transformer
+        raw._signalbox_loading = Transformer(raw)
+        return raw._signalbox_loading
 
 
 def _fast_connection(connection: BaseDatabaseWrapper) -> Any:

@@ -165,6 +165,14 @@ class Registry:
         self._by_signal: weakref.WeakKeyDictionary[DjangoSignal, list[_Entry]] = (
             weakref.WeakKeyDictionary()
         )
+        self._changes = 0
+
+    @property
+    def changes(self) -> int:
+        """How many times a receiver was recorded or forgotten: what was read
+        from the registry still holds while this number stays the same (but
+        for receivers that were garbage-collected since)."""
+        return self._changes
 
     def record(
         self,
@@ -187,6 +195,7 @@ class Registry:
                 _Entry(info, _weak(connected), _weak(receiver), _weak(sender))
             )
             self._by_signal[signal] = entries
+            self._changes += 1
 
     def check(
         self, signal: DjangoSignal, receiver: Callable[..., Any], info: ReceiverInfo
@@ -212,6 +221,7 @@ class Registry:
         with self._lock:
             entries = self._by_signal.get(signal, [])
             entries[:] = [e for e in entries if e.connected() is not connected]
+            self._changes += 1
 
     def info(
         self, signal: DjangoSignal, connected: object, sender: object = None

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from signalbox import _connections, _forks, conf, outbox, registry
+from signalbox.registry import Found
 from signalbox.worker import Outcome, run_delivery
 
 logger = logging.getLogger("signalbox.engines")
@@ -37,6 +38,11 @@ ACK_DELAY = 0.02
 """Seconds a deferred completion (see :func:`deliver`'s ``defer_ack``) waits,
 gathering the ones that follow, before the lease keeper's thread writes them
 in one statement."""
+
+
+WRITE_WAIT = 5.0
+"""Seconds :func:`write_acks` waits for a write of deferred completions that
+another thread has under way (the lease keeper's) before it writes its own."""
 
 
 def deliver(
@@ -63,7 +69,7 @@ def deliver(
     are always written before this returns. :func:`write_acks` writes what
     waits (at exit, and on Celery's ``worker_process_shutdown``).
     """
-    receivers = registry.registry.background()
+    receivers, keys = _background()
     settings = conf.get()
     defer = defer_ack and _acks.streaming() and _can_defer(using)
     # The claim and the acknowledgement share the receiver's own connection,
@@ -78,7 +84,7 @@ def deliver(
             delivery_id,
             engine=engine,
             worker=_name(),
-            receivers=list(receivers),
+            receivers=keys,
             lease=settings.lease,
             using=using,
             durable=durable,
@@ -100,6 +106,23 @@ def deliver(
         _connections.tidy()
 
 
+_known: tuple[int, dict[str, list[Found]], list[str]] = (-1, {}, [])
+
+
+def _background() -> tuple[dict[str, list[Found]], list[str]]:
+    """The registry's background receivers and their keys, read again only
+    after a receiver was connected or disconnected (a reading walks every
+    signal's receivers, and a stream of deliveries would do it for each).
+    What it holds stays alive until then, as the embedded worker keeps its
+    own reading for the whole of its life."""
+    global _known
+    changes = registry.registry.changes
+    if _known[0] != changes:
+        receivers = registry.registry.background()
+        _known = (changes, receivers, list(receivers))
+    return _known[1], _known[2]
+
+
 def _can_defer(using: str) -> bool:
     connection = connections[using]
     return connection.vendor == "postgresql" and not connection.in_atomic_block
@@ -110,6 +133,7 @@ class _Acks:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._writing = threading.Lock()
         self._waiting: dict[str, list[outbox.Claimed]] = {}
         self._since = 0.0  # monotonic: when the oldest one was deferred
         self._ended = 0.0  # monotonic: when the last delivery ended
@@ -117,8 +141,9 @@ class _Acks:
 
     def _forget_parent(self) -> None:
         # The parent's completions are its own to write (its keeper may have
-        # been writing them, holding the lock, at the fork).
-        self._lock, self._waiting = threading.Lock(), {}
+        # been writing them, holding the locks, at the fork).
+        self._lock, self._writing = threading.Lock(), threading.Lock()
+        self._waiting = {}
 
     def streaming(self, within: float = ACK_DELAY) -> bool:
         """Whether the last delivery ended less than ``within`` ago: one that
@@ -144,16 +169,24 @@ class _Acks:
             return self._since + ACK_DELAY - time.monotonic()
 
     def write(self) -> None:
-        """Write every waiting completion now, on this thread's connection."""
-        with self._lock:
-            waiting, self._waiting = self._waiting, {}
-        for using, claims in waiting.items():
-            try:
-                outbox.complete_many(claims, using=using)
-            except Exception as error:  # the leases expire; the rows run again
-                logger.warning(
-                    "Recording %d completions failed: %s", len(claims), error
-                )
+        """Write every waiting completion now, on this thread's connection,
+        after the write another thread has under way, if any (up to
+        :data:`WRITE_WAIT` seconds): a process that ends right after this
+        returns ends with every completion it ran written."""
+        wrote = self._writing.acquire(timeout=WRITE_WAIT)
+        try:
+            with self._lock:
+                waiting, self._waiting = self._waiting, {}
+            for using, claims in waiting.items():
+                try:
+                    outbox.complete_many(claims, using=using)
+                except Exception as error:  # the leases expire; the rows run again
+                    logger.warning(
+                        "Recording %d completions failed: %s", len(claims), error
+                    )
+        finally:
+            if wrote:
+                self._writing.release()
 
 
 _acks = _Acks()
@@ -169,7 +202,12 @@ atexit.register(write_acks)
 
 
 def _name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    return _name_of(os.getpid(), threading.get_ident())
+
+
+@functools.lru_cache(maxsize=64)
+def _name_of(pid: int, thread: int) -> str:
+    return f"{socket.gethostname()}:{pid}:{thread}"
 
 
 class LeaseKeeper:

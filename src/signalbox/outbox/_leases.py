@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.db import connections, transaction
-from django.db.models import F, TextField
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import F, JSONField, TextField
 from django.db.models.functions import Cast, Now
 
 from signalbox import _libpq, _statements
@@ -97,7 +99,7 @@ def _claim_postgresql(
     engine: object = engines[0] if len(engines) == 1 else engines
     queue: object = queues[0] if len(queues) == 1 else queues
     params: list[Any] = [token, worker, lease, engine, queue, receivers, limit]
-    return _returned(sql, params, token, using)
+    return _returned(sql, params, token, connections[using])
 
 
 # A claim on MySQL walks the index once per (state, engine, queue) when a
@@ -177,15 +179,15 @@ def _has_waiting_index(using: str) -> bool:
 
 
 def _returned(
-    sql: str, params: list[Any], token: uuid.UUID, using: str
+    sql: str, params: list[Any], token: uuid.UUID, connection: BaseDatabaseWrapper
 ) -> list[Claimed]:
-    rows = _libpq.run(connections[using], sql, params)
+    rows = _libpq.run(connection, sql, params)
     claimed = [
         Claimed(
             id=row[0],
             signal=row[1],
             receiver=row[2],
-            payload=_payload(row[3], using),
+            payload=_payload(row[3], connection),
             attempt=row[4],
             max_attempts=row[5],
             enqueued_at=row[6],
@@ -220,11 +222,12 @@ def claim_one(
     receivers = list(receivers)
     if not receivers:
         return None
-    if connections[using].vendor == "postgresql":
-        relax = not durable and _relaxing(using)
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        relax = not durable and not connection.in_atomic_block  # see _relaxing()
         sql = _statements.CLAIM_ONE_RELAXED if relax else _statements.CLAIM_ONE
         params = [token, worker, lease, delivery_id, engine, receivers]
-        found = _returned(sql, params, token, using)
+        found = _returned(sql, params, token, connection)
         return found[0] if found else None
     with transaction.atomic(using=using):
         taken = (
@@ -248,7 +251,7 @@ def _claimed(rows: Any, token: uuid.UUID, using: str) -> list[Claimed]:
             id=row.id,
             signal=row.signal,
             receiver=row.receiver,
-            payload=_payload(row.raw, using),
+            payload=_payload(row.raw, connections[using]),
             attempt=row.attempt,
             max_attempts=row.max_attempts,
             enqueued_at=row.enqueued_at,
@@ -258,20 +261,24 @@ def _claimed(rows: Any, token: uuid.UUID, using: str) -> list[Claimed]:
     ]
 
 
-def _payload(raw: Any, using: str) -> Any:
+def _payload(raw: Any, connection: BaseDatabaseWrapper) -> Any:
     """Read one claimed row's payload; what cannot be read becomes :class:`Unreadable`.
 
     Row by row, after the claim: a payload that failed to parse inside the
     claim failed the whole batch, whose rows then sat leased until their
     leases expired, again on every claim, until they all ran out of attempts.
     """
-    from signalbox.models import Delivery
-
-    field = Delivery._meta.get_field("payload")
     try:
-        return field.from_db_value(raw, None, connections[using])  # type: ignore[arg-type]
+        return _payload_field().from_db_value(raw, None, connection)  # type: ignore[arg-type]
     except (RecursionError, ValueError) as error:
         return Unreadable(f"{type(error).__name__}: {error}")
+
+
+@functools.cache
+def _payload_field() -> JSONField[Any]:
+    from signalbox.models import Delivery
+
+    return cast("JSONField[Any]", Delivery._meta.get_field("payload"))
 
 
 def _held(claimed: Claimed, using: str) -> Any:
