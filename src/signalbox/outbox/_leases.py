@@ -224,7 +224,7 @@ def claim_one(
         return None
     connection = connections[using]
     if connection.vendor == "postgresql":
-        relax = not durable and not connection.in_atomic_block  # see _relaxing()
+        relax = not durable and _relaxing(connection)
         sql = _statements.CLAIM_ONE_RELAXED if relax else _statements.CLAIM_ONE
         params = [token, worker, lease, delivery_id, engine, receivers]
         found = _returned(sql, params, token, connection)
@@ -287,11 +287,11 @@ def _held(claimed: Claimed, using: str) -> Any:
     )
 
 
-def _relaxing(using: str) -> bool:
-    """Whether a statement on ``using`` may relax its own commit's durability:
-    only when it is its own transaction. Inside an ``atomic()`` block (a
-    caller's, or a receiver's) it would relax that whole transaction."""
-    return not connections[using].in_atomic_block
+def _relaxing(connection: BaseDatabaseWrapper) -> bool:
+    """Whether a statement on ``connection`` may relax its own commit's
+    durability: only when it is its own transaction. Inside an ``atomic()``
+    block (a caller's, or a receiver's) it would relax that whole transaction."""
+    return not connection.in_atomic_block
 
 
 def complete(claimed: Claimed, *, using: str, durable: bool = True) -> bool:
@@ -304,7 +304,7 @@ def complete(claimed: Claimed, *, using: str, durable: bool = True) -> bool:
     if connection.vendor == "postgresql":
         sql = (
             _statements.COMPLETE_ONE
-            if durable or not _relaxing(using)
+            if durable or not _relaxing(connection)
             else _statements.COMPLETE_ONE_RELAXED
         )
         return bool(_libpq.run(connection, sql, [claimed.id, claimed.token]))
