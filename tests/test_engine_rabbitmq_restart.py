@@ -67,6 +67,9 @@ class PrivateRabbitMQ:
             "RABBITMQ_LOG_BASE": str(self.folder / "log"),
             "RABBITMQ_DIST_PORT": str(PRIVATE_RABBITMQ_PORT + 20000),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
+            # A node that fails to boot writes erl_crash.dump: into its own
+            # folder, never into the checkout the tests run from.
+            "ERL_CRASH_DUMP": str(self.folder / "erl_crash.dump"),
             # Erlang distribution on loopback too, not every interface.
             "ERL_FLAGS": "-kernel inet_dist_use_interface {127,0,0,1}",
         }
@@ -76,6 +79,7 @@ class PrivateRabbitMQ:
                 env=environment,
                 stdout=log,
                 stderr=log,
+                cwd=self.folder,
                 start_new_session=True,  # one process group: the node and its helpers
             )
         wait_for(self.answers, timeout=60)
@@ -106,7 +110,10 @@ class PrivateRabbitMQ:
 @pytest.fixture
 def rabbitmq(tmp_path: Path) -> Iterator[PrivateRabbitMQ]:
     if not SERVER.exists() or shutil.which("erl") is None:
-        pytest.skip("needs a RabbitMQ server installation to run a private node")
+        message = "needs a RabbitMQ server installation to run a private node"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}, and CI needs it (install rabbitmq-server)")
+        pytest.skip(message)
     node = PrivateRabbitMQ(tmp_path / "rabbitmq")
     node.start()
     try:
