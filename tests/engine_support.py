@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from signalbox import engines
 from signalbox._states import State
+from signalbox.engines.relay import Relay
 from signalbox.models import Delivery
 from tests.testapp import remote_jobs
 from tests.testapp.models import Note, Order
@@ -177,3 +178,17 @@ def sentinel_ran(number: str = "S-1") -> None:
     order = send_order(number)
     assert engines.flush()
     wait_for(lambda: Note.objects.filter(text__startswith=order.number).exists())
+
+
+def retried_by_the_relay_then_dead() -> None:
+    """A receiver that always fails, run by a worker of the module's own:
+    its first failure leaves the row retryable (the broker schedules
+    nothing), the relay hands it over again, and the second is its last."""
+    remote_jobs.refused.send(sender=None)
+    assert engines.flush()
+    pk = Delivery.objects.get().pk
+    wait_for_state(pk, State.RETRYABLE)
+    assert Relay().run_once() == 1
+    wait_for_state(pk, State.DEAD)
+    assert Delivery.objects.get().reason == "max_attempts"
+    assert [n[:2] for n in notes()] == [["fail", "1"], ["fail", "2"]]

@@ -14,10 +14,8 @@ from django_q.tasks import async_task
 from signalbox import ConfigurationError, engines
 from signalbox._states import State
 from signalbox.engines.django_q import TASK, DjangoQEngine
-from signalbox.engines.relay import Relay
 from signalbox.models import Delivery
 from tests import engine_support as support
-from tests.testapp import remote_jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -105,14 +103,7 @@ def test_a_rollback_hands_nothing_to_the_broker(cluster: None) -> None:
 
 
 def test_failures_are_retried_by_the_relay_then_dead(worker: None) -> None:
-    remote_jobs.refused.send(sender=None)
-    assert engines.flush()
-    pk = Delivery.objects.get().pk
-    support.wait_for_state(pk, State.RETRYABLE)
-    assert Relay().run_once() == 1
-    support.wait_for_state(pk, State.DEAD)
-    assert Delivery.objects.get().reason == "max_attempts"
-    assert [n[:2] for n in support.notes()] == [["fail", "1"], ["fail", "2"]]
+    support.retried_by_the_relay_then_dead()
 
 
 @pytest.mark.parametrize("which", support.FORGED)
