@@ -56,6 +56,12 @@ class PrivateRabbitMQ:
     def start(self) -> float:
         """Start the node on its data folder; return how long it took."""
         started = time.monotonic()
+        self.launch()
+        wait_for(self.answers, timeout=60)
+        return time.monotonic() - started
+
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Start the node's processes, without waiting for it to answer."""
         environment = {
             **os.environ,
             "HOME": str(self.folder),  # its own Erlang cookie
@@ -82,8 +88,7 @@ class PrivateRabbitMQ:
                 cwd=self.folder,
                 start_new_session=True,  # one process group: the node and its helpers
             )
-        wait_for(self.answers, timeout=60)
-        return time.monotonic() - started
+        return self.process
 
     def crash(self) -> None:
         """SIGKILL the whole node, as a power cut would."""
@@ -107,13 +112,17 @@ class PrivateRabbitMQ:
         return True
 
 
-@pytest.fixture
-def rabbitmq(tmp_path: Path) -> Iterator[PrivateRabbitMQ]:
+def _need_a_rabbitmq_installation() -> None:
     if not SERVER.exists() or shutil.which("erl") is None:
         message = "needs a RabbitMQ server installation to run a private node"
         if os.environ.get("CI"):
             pytest.fail(f"{message}, and CI needs it (install rabbitmq-server)")
         pytest.skip(message)
+
+
+@pytest.fixture
+def rabbitmq(tmp_path: Path) -> Iterator[PrivateRabbitMQ]:
+    _need_a_rabbitmq_installation()
     node = PrivateRabbitMQ(tmp_path / "rabbitmq")
     node.start()
     try:
@@ -127,6 +136,24 @@ def workers(rabbitmq: PrivateRabbitMQ, tmp_path: Path) -> Iterator[CeleryWorkers
     # REDELIVER_SECONDS 3: what the crash took from the broker is handed over
     # again by the relay 3 s after its first hand-over.
     yield from workers_on("private_amqp_app", tmp_path, redeliver=3)
+
+
+def test_a_node_that_fails_to_boot_leaves_its_crash_dump_in_its_own_folder(
+    tmp_path: Path,
+) -> None:
+    # A run once committed the erl_crash.dump such a node wrote into the
+    # checkout the tests ran from. Its distribution port taken, it cannot boot.
+    _need_a_rabbitmq_installation()
+    node = PrivateRabbitMQ(tmp_path / "rabbitmq")
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", PRIVATE_RABBITMQ_PORT + 20000))
+        taken.listen()
+        try:
+            node.launch().wait(timeout=60)
+        finally:
+            node.stop()
+    assert (node.folder / "erl_crash.dump").exists()
 
 
 def test_rabbitmq_crashed_and_restarted_under_load(
