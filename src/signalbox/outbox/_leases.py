@@ -246,12 +246,13 @@ def claim_one(
 
 def _claimed(rows: Any, token: uuid.UUID, using: str) -> list[Claimed]:
     rows = rows.defer("payload").annotate(raw=Cast("payload", TextField()))
+    connection = connections[using]
     return [
         Claimed(
             id=row.id,
             signal=row.signal,
             receiver=row.receiver,
-            payload=_payload(row.raw, connections[using]),
+            payload=_payload(row.raw, connection),
             attempt=row.attempt,
             max_attempts=row.max_attempts,
             enqueued_at=row.enqueued_at,
