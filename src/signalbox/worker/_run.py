@@ -95,7 +95,7 @@ def run_delivery(
     )
     try:
         return _attempt(
-            claimed, found, kwargs, policy, call or _call, using, acknowledge
+            claimed, found, kwargs, policy, call or call_receiver, using, acknowledge
         )
     finally:
         _current.reset(token)
@@ -202,9 +202,11 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _call(
+def call_receiver(
     receiver: Callable[..., Any], kwargs: dict[str, Any], timeout: timedelta | None
 ) -> Any:
+    """Call ``receiver`` here; a coroutine one through ``async_to_sync``, cancelled
+    after ``timeout``. The default ``call`` of :func:`run_delivery`."""
     if iscoroutinefunction(receiver):
         return async_to_sync(_within(receiver, timeout))(**kwargs)
     return receiver(**kwargs)
