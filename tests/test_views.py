@@ -387,3 +387,65 @@ async def test_send_in_an_async_view_warns_that_it_blocked_the_loop(
     )
     assert f"{__name__}.{blocks.__qualname__}" in message
     assert "await order_placed.asend(...)" in message
+
+
+def loop_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        r
+        for r in caplog.records
+        if r.name == "signalbox.observe" and "blocked the running event loop" in r.msg
+    ]
+
+
+async def test_django_signals_sent_in_an_async_view_warn_that_they_blocked_the_loop(
+    connect: Callable[..., Any],
+    settings: Any,
+    caplog: pytest.LogCaptureFixture,
+    trail: list[Any],
+) -> None:
+    settings.SIGNALBOX = {"SLOW_RECEIVER_MS": 1000, "LOOP_BLOCK_MS": 5}
+
+    def blocks(sender: object, **kwargs: Any) -> None:
+        time.sleep(0.01)
+
+    connect(views.order_noted, blocks, sender=Order)
+    connect(post_save, blocks, sender=Order)
+
+    response = await AsyncClient().get("/async/send/django/")
+
+    assert response.json() == {"responses": 2}
+    messages = sorted(r.getMessage() for r in loop_warnings(caplog))
+    assert len(messages) == 2
+    assert messages[0].startswith(
+        "django.db.models.signals.post_save.send() blocked the running event loop"
+    )
+    assert "await post_save.asend(...)" in messages[0]
+    assert messages[1].startswith(
+        "tests.testapp.views.order_noted.send() blocked the running event loop"
+    )
+    assert all(f"{__name__}.{blocks.__qualname__}" in m for m in messages)
+
+
+@REAL_COMMITS
+async def test_a_save_in_an_async_view_runs_post_save_off_the_loop(
+    connect: Callable[..., Any],
+    settings: Any,
+    caplog: pytest.LogCaptureFixture,
+    thread_connections: None,
+    trail: list[Any],
+) -> None:
+    """``acreate()`` saves in a sync_to_async thread: post_save holds no loop."""
+    settings.SIGNALBOX = {"SLOW_RECEIVER_MS": 1000, "LOOP_BLOCK_MS": 5}
+    ran: list[bool] = []
+
+    def blocks(sender: object, **kwargs: Any) -> None:
+        ran.append(_on_loop())
+        time.sleep(0.01)
+
+    connect(post_save, blocks, sender=Order)
+
+    response = await AsyncClient().get("/async/orders/", {"number": "A-9"})
+
+    assert response.status_code == 200
+    assert ran == [False]
+    assert loop_warnings(caplog) == []

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 import time
 import weakref
 from asyncio.events import _get_running_loop as _running_loop
 from collections.abc import Callable, Coroutine
 from functools import partial
+from types import CodeType, FrameType
 from typing import Any
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction
@@ -85,8 +87,13 @@ class Adapter:
         signal: object,
         sender: object,
         kwargs: dict[str, Any],
+        *,
+        after_commit: bool = False,
     ) -> Any:
-        """Call the receiver here and now, timed, as an inline receiver is called."""
+        """Call the receiver here and now, timed, as an inline receiver is called.
+
+        ``after_commit`` says the commit called it; otherwise the send did.
+        """
         start = time.perf_counter_ns()
         try:
             if iscoroutinefunction(receiver):
@@ -94,8 +101,29 @@ class Adapter:
             return receiver(signal=signal, sender=sender, **kwargs)
         finally:
             elapsed = time.perf_counter_ns() - start
-            if elapsed > conf.get().slow_receiver_ns:
-                observe.slow_receiver(signal, sender, self, elapsed)
+            if after_commit:
+                if elapsed > conf.get().slow_receiver_ns:
+                    where = observe.Where.COMMITTING_THREAD
+                    observe.slow_receiver(
+                        signal, sender, self, elapsed, where, after_commit=True
+                    )
+            elif elapsed > conf.get().slow_receiver_ns or _running_loop() is not None:
+                observe.sync_receiver_ran(
+                    signal,
+                    sender,
+                    self,
+                    elapsed,
+                    _dispatcher_frame(),
+                    at_once=self.info.run == "on_commit",
+                )
+
+
+def _dispatcher_frame() -> FrameType | None:
+    """The frame that called the adapter: the first one outside this module."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back  # type: ignore[assignment]
+    return frame
 
 
 class TimedReceiver(Adapter):
@@ -121,7 +149,17 @@ class AsyncTimedReceiver(Adapter):
         super().__init__(receiver, weak=weak, info=info)
         markcoroutinefunction(self)
 
-    async def __call__(self, signal: object, sender: object, **kwargs: Any) -> Any:
+    def __call__(
+        self, signal: object, sender: object, **kwargs: Any
+    ) -> Coroutine[Any, Any, Any]:
+        # A plain function returning the coroutine: while it is being called,
+        # the frame that called it tells how it will be awaited.
+        caller = sys._getframe(1).f_code
+        return self._awaited(caller, signal, sender, kwargs)
+
+    async def _awaited(
+        self, caller: CodeType, signal: object, sender: object, kwargs: dict[str, Any]
+    ) -> Any:
         receiver = self._target()
         if receiver is None:
             return None
@@ -131,7 +169,8 @@ class AsyncTimedReceiver(Adapter):
         finally:
             elapsed = time.perf_counter_ns() - start
             if elapsed > conf.get().slow_receiver_ns:
-                observe.slow_receiver(signal, sender, self, elapsed)
+                where = observe.coroutine_place(caller)
+                observe.slow_receiver(signal, sender, self, elapsed, where)
 
 
 class OnCommitReceiver(Adapter):
@@ -148,16 +187,23 @@ class OnCommitReceiver(Adapter):
         receiver = self._target()
         if receiver is None:
             return
-        committed = partial(self._committed, receiver, signal, sender, kwargs)
         alias = _database(kwargs.get("using"))
-        if _running_loop() is not None or connections[alias].connection is None:
-            # No transaction can be open here: Django keeps the database away
-            # from a thread whose event loop is running, and a connection that
-            # is not open holds none. Run at once, as on_commit() does outside
-            # a transaction, without opening a connection just to ask (which,
-            # on request_finished, would leak one past the request).
-            committed()
+        connection = connections[alias]
+        if (
+            _running_loop() is not None
+            or connection.connection is None
+            or (not connection.in_atomic_block and connection.get_autocommit())
+        ):
+            # No transaction is open: Django keeps the database away from a
+            # thread whose event loop is running, a connection that is not
+            # open holds none, and in autocommit on_commit() would run it at
+            # once anyway. Run it now, without opening a connection just to
+            # ask (which, on request_finished, would leak one past the request).
+            self._committed(receiver, signal, sender, kwargs, after_commit=False)
             return
+        committed = partial(
+            self._committed, receiver, signal, sender, kwargs, after_commit=True
+        )
         transaction.on_commit(committed, using=alias, robust=True)
 
     def _committed(
@@ -166,12 +212,16 @@ class OnCommitReceiver(Adapter):
         signal: object,
         sender: object,
         kwargs: dict[str, Any],
+        *,
+        after_commit: bool,
     ) -> None:
         if iscoroutinefunction(receiver) and _running_loop() is not None:
-            _spawn(self._await_committed(receiver, signal, sender, kwargs))
+            _spawn(
+                self._await_committed(receiver, signal, sender, kwargs, after_commit)
+            )
             return
         try:
-            self._run_now(receiver, signal, sender, kwargs)
+            self._run_now(receiver, signal, sender, kwargs, after_commit=after_commit)
         except Exception as error:  # reported here: the commit already happened
             self._failed(signal, sender, error)
 
@@ -181,6 +231,7 @@ class OnCommitReceiver(Adapter):
         signal: object,
         sender: object,
         kwargs: dict[str, Any],
+        after_commit: bool,
     ) -> None:
         start = time.perf_counter_ns()
         try:
@@ -189,7 +240,15 @@ class OnCommitReceiver(Adapter):
             self._failed(signal, sender, error)
         elapsed = time.perf_counter_ns() - start
         if elapsed > conf.get().slow_receiver_ns:
-            observe.slow_receiver(signal, sender, self, elapsed)
+            observe.slow_receiver(
+                signal,
+                sender,
+                self,
+                elapsed,
+                observe.Where.TASK,
+                after_commit=after_commit,
+                at_once=not after_commit,
+            )
 
     def _failed(self, signal: object, sender: object, error: Exception) -> None:
         observe.deferred_failure(signal, sender, self.info.key, "on_commit", error)

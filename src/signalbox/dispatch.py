@@ -223,7 +223,9 @@ class Signal(DjangoSignal):
         responses = self._call_each(synchronous, sender, named, robust=False)
         if asynchronous:
             responses.extend(
-                async_to_sync(self._await_each)(asynchronous, sender, named, False)
+                async_to_sync(self._await_each)(
+                    asynchronous, sender, named, False, observe.Where.ASYNC_TO_SYNC
+                )
             )
         return responses
 
@@ -239,7 +241,9 @@ class Signal(DjangoSignal):
         responses = self._call_each(synchronous, sender, named, robust=True)
         if asynchronous:
             responses.extend(
-                async_to_sync(self._await_each)(asynchronous, sender, named, True)
+                async_to_sync(self._await_each)(
+                    asynchronous, sender, named, True, observe.Where.ASYNC_TO_SYNC
+                )
             )
         return responses
 
@@ -345,7 +349,8 @@ class Signal(DjangoSignal):
             timings.append((receiver, elapsed))
         # An adapter times the receiver it stands for, where that runs.
         if elapsed > limits.slow_receiver_ns and not isinstance(receiver, Adapter):
-            observe.slow_receiver(self, sender, receiver, elapsed)
+            where = observe.sync_place(sys._getframe(1))  # from _call_each's caller
+            observe.slow_receiver(self, sender, receiver, elapsed, where)
 
     async def _await_each(
         self,
@@ -353,22 +358,32 @@ class Signal(DjangoSignal):
         sender: object,
         named: dict[str, Any],
         robust: bool,
+        where: observe.Where = observe.Where.LOOP,
     ) -> Responses:
-        """Await coroutine receivers concurrently, timing each."""
+        """Await coroutine receivers concurrently, timing each.
+
+        ``where`` is the loop they are awaited on, for a slow one's warning:
+        the caller's (``asend()``), or async_to_sync's (``send()``).
+        """
         if len(receivers) == 1:
             # One task, as Django runs it, without a task group around it.
-            only = self._await_one(receivers[0], sender, named, robust)
+            only = self._await_one(receivers[0], sender, named, robust, where)
             return [(receivers[0], await _compat.await_alone(only))]
         responses = await _compat.run_parallel(
             *(
-                self._await_one(receiver, sender, named, robust)
+                self._await_one(receiver, sender, named, robust, where)
                 for receiver in receivers
             )
         )
         return list(zip(receivers, responses, strict=True))
 
     async def _await_one(
-        self, receiver: Receiver, sender: object, named: dict[str, Any], robust: bool
+        self,
+        receiver: Receiver,
+        sender: object,
+        named: dict[str, Any],
+        robust: bool,
+        where: observe.Where,
     ) -> Any:
         start = time.perf_counter_ns()
         try:
@@ -380,7 +395,7 @@ class Signal(DjangoSignal):
             response = err
         elapsed = time.perf_counter_ns() - start
         if elapsed > conf.get().slow_receiver_ns:
-            observe.slow_receiver(self, sender, receiver, elapsed)
+            observe.slow_receiver(self, sender, receiver, elapsed, where)
         return response
 
 

@@ -12,4 +12,5 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("orders/both/", views.place_order_on_both),
     path("async/orders/", views.place_order_async),
     path("async/send/", views.send_from_async_view),
+    path("async/send/django/", views.send_django_signals_from_async_view),
 ]

@@ -8,6 +8,8 @@ tell whether a receiver ran inside the view or after it (at the commit that
 from __future__ import annotations
 
 from django.db import connections, transaction
+from django.db.models.signals import post_save
+from django.dispatch import Signal as DjangoSignal
 from django.http import HttpRequest, JsonResponse
 
 import signalbox
@@ -15,6 +17,9 @@ from tests.testapp.models import Note, Order
 
 order_placed = signalbox.Signal()
 """Sent by the views below once they have saved an order."""
+
+order_noted = DjangoSignal()
+"""A plain Django signal, sent by :func:`send_django_signals_from_async_view`."""
 
 trail: list[object] = []
 """What happened, in order: views append "view returned", receivers their own marks."""
@@ -60,5 +65,17 @@ async def place_order_async(request: HttpRequest) -> JsonResponse:
 async def send_from_async_view(request: HttpRequest) -> JsonResponse:
     """The mistake the loop warning is for: a synchronous send() in an async view."""
     responses = order_placed.send(sender=Order, order=None)
+    trail.append("view returned")
+    return JsonResponse({"responses": len(responses)})
+
+
+async def send_django_signals_from_async_view(request: HttpRequest) -> JsonResponse:
+    """The same mistake with Django's own signal class, and with ``post_save``
+    sent by hand, as code that saves on the loop's thread would send it."""
+    order = Order(number=request.GET.get("number", "1"))
+    responses = order_noted.send(sender=Order, order=order)
+    responses += post_save.send(
+        sender=Order, instance=order, created=True, using="default"
+    )
     trail.append("view returned")
     return JsonResponse({"responses": len(responses)})

@@ -32,12 +32,12 @@ from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from signalbox import _connections, conf, engines, outbox, registry
 from signalbox.worker._acks import Acknowledger
 from signalbox.worker._listen import Listener
-from signalbox.worker._run import Outcome, run_delivery
+from signalbox.worker._run import Outcome, call_receiver, run_delivery
 
 __all__ = ["Outcome", "Worker", "run_delivery"]
 
@@ -109,7 +109,14 @@ class Worker:
     # -- the main loop --------------------------------------------------------
 
     def run(self) -> Counts:
-        """Work until stopped (or, in burst mode, until nothing is due)."""
+        """Work until stopped (or, in burst mode, until nothing is due).
+
+        Called inside an ``atomic()`` block on its database (a
+        ``django.test.TestCase``, say), the worker works in that transaction
+        instead: see :meth:`_run_in_transaction`.
+        """
+        if connections[self.using].in_atomic_block:
+            return self._run_in_transaction()
         self._guarded(self._rescue)  # before the first claim: burst mode needs it
         threads = self._start_threads()
         logger.info(
@@ -126,6 +133,68 @@ class Worker:
         finally:
             self._shut_down(threads)
         return self.counts
+
+    def _run_in_transaction(self) -> Counts:
+        """Run deliveries one at a time on this thread, in its open transaction.
+
+        The rows that transaction wrote (and the claims it makes) are seen by
+        its own connection only: the worker's threads, each on a connection
+        of its own, would find no row to acknowledge (PostgreSQL), or wait
+        for the caller's write lock forever (SQLite). So everything happens
+        here, on the caller's connection: each claim, each run, each outcome
+        under the claim's lease token as always, and each receiver in a
+        savepoint, so a receiver's database error cannot break the caller's
+        transaction. No heartbeat is needed: no other worker can claim what
+        this uncommitted transaction holds. Errors reach the caller, whose
+        transaction they concern.
+        """
+        logger.info(
+            "Worker %s runs %d receivers on queues %s in the caller's "
+            "transaction, one at a time.",
+            self.name,
+            len(self._receivers),
+            ",".join(self.queues),
+        )
+        self._rescue()
+        while not self.stopping.is_set():
+            claimed = outbox.claim(
+                worker=self.name,
+                queues=self.queues,
+                receivers=list(self._receivers),
+                limit=max(self._free(self.concurrency), 0),
+                lease=self.settings.lease,
+                using=self.using,
+                engines=self._engines,
+            )
+            for each in claimed:
+                outcome = run_delivery(
+                    each, self._receivers, using=self.using, call=self._in_savepoint
+                )
+                self._count(outcome, 1)
+            if self._finished_in_transaction():
+                break
+            if not claimed:
+                self._wake.wait(self.settings.poll.total_seconds())
+        logger.info(
+            "Worker %s stopped after %d deliveries.", self.name, self.counts.total
+        )
+        return self.counts
+
+    def _finished_in_transaction(self) -> bool:
+        if self.max_deliveries is not None and self.counts.total >= self.max_deliveries:
+            return True
+        return self.burst and not outbox.due_for(
+            self.queues, list(self._receivers), using=self.using, engines=self._engines
+        )
+
+    def _in_savepoint(
+        self,
+        receiver: Callable[..., Any],
+        kwargs: dict[str, Any],
+        timeout: timedelta | None,
+    ) -> Any:
+        with transaction.atomic(using=self.using):
+            return call_receiver(receiver, kwargs, timeout)
 
     def stop(self) -> None:
         """Stop claiming; :meth:`run` then drains and returns."""

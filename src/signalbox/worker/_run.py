@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -21,7 +22,7 @@ from typing import Any
 from asgiref.sync import async_to_sync, iscoroutinefunction
 from django.db import transaction
 
-from signalbox import codec, observe, outbox
+from signalbox import codec, conf, observe, outbox
 from signalbox._context import DeliveryContext, _current
 from signalbox.exceptions import DecodeError, Retry
 from signalbox.policy import Policy
@@ -95,7 +96,7 @@ def run_delivery(
     )
     try:
         return _attempt(
-            claimed, found, kwargs, policy, call or _call, using, acknowledge
+            claimed, found, kwargs, policy, call or call_receiver, using, acknowledge
         )
     finally:
         _current.reset(token)
@@ -123,11 +124,11 @@ def _attempt(
     try:
         if policy.atomic:
             with transaction.atomic(using=using):
-                call(found.receiver, kwargs, policy.timeout)
+                _timed(call, found, kwargs, policy)
                 if not outbox.complete(claimed, using=using):
                     raise LeaseLost
         else:
-            call(found.receiver, kwargs, policy.timeout)
+            _timed(call, found, kwargs, policy)
     except LeaseLost:
         return Outcome.LEASE_LOST
     except Retry as retry:
@@ -142,6 +143,24 @@ def _attempt(
     if acknowledge is not None:
         return _outcome(acknowledge(claimed) is not False, Outcome.COMPLETED)
     return _outcome(outbox.complete(claimed, using=using), Outcome.COMPLETED)
+
+
+def _timed(call: Call, found: Found, kwargs: dict[str, Any], policy: Policy) -> Any:
+    """Run the receiver through ``call``; a slow run is reported as any other."""
+    start = time.perf_counter_ns()
+    try:
+        return call(found.receiver, kwargs, policy.timeout)
+    finally:
+        elapsed = time.perf_counter_ns() - start
+        if elapsed > conf.get().slow_receiver_ns:
+            observe.slow_receiver(
+                found.signal,
+                kwargs["sender"],
+                found.receiver,
+                elapsed,
+                observe.Where.WORKER,
+                key=found.info.key,
+            )
 
 
 def _failed(
@@ -202,9 +221,11 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _call(
+def call_receiver(
     receiver: Callable[..., Any], kwargs: dict[str, Any], timeout: timedelta | None
 ) -> Any:
+    """Call ``receiver`` here; a coroutine one through ``async_to_sync``, cancelled
+    after ``timeout``. The default ``call`` of :func:`run_delivery`."""
     if iscoroutinefunction(receiver):
         return async_to_sync(_within(receiver, timeout))(**kwargs)
     return receiver(**kwargs)
