@@ -7,6 +7,7 @@ real Celery worker on Redis."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from io import StringIO
 from typing import Any
@@ -177,3 +178,62 @@ def test_the_relay_names_a_queue_nobody_consumes_once_per_episode(
         wait_for(lambda: bool(status.unstarted(using="default")))
         relay.run_once()
         assert [r.levelname for r in caplog.records] == ["WARNING"]
+
+
+# -- the embedded worker, when another engine is the default ----------------------
+
+
+def test_the_worker_says_which_receivers_it_leaves_to_another_engine(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    signalbox.connect(order_paid, local_job, run="background", engine="embedded")
+    Delivery.objects.all().delete()
+    with transaction.atomic():
+        order_paid.send(sender=None)  # one row for each engine
+    assert engines.flush()
+    out = StringIO()
+    with caplog.at_level(logging.INFO, logger="signalbox.worker"):
+        call_command("signalbox", "worker", "--burst", stdout=out)
+    said = [r.getMessage() for r in caplog.records]
+    assert any(
+        "runs 1 receiver of engine 'embedded' on queues default" in line
+        for line in said
+    ), said
+    assert any(
+        # Other tests' receivers are in the registry too: not only this one.
+        re.match(r"\d+ receivers? (is|are) handed to engine 'default', not run", line)
+        and "a worker of engine 'default' consuming default" in line
+        and "signalbox relay" in line
+        for line in said
+    ), said
+    assert out.getvalue().splitlines() == [
+        "Worker stopped: 1 completed.",
+        "1 due delivery waits for engine 'default', queue 'default', not run by "
+        "this worker: start a worker of engine 'default' consuming default.",
+    ]
+
+
+def test_a_burst_that_runs_nothing_says_what_waits_elsewhere() -> None:
+    send()
+    out = StringIO()
+    call_command("signalbox", "worker", "--burst", stdout=out)
+    assert out.getvalue().splitlines() == [
+        "Worker stopped: nothing ran.",
+        "1 due delivery waits for engine 'default', queue 'default', not run by "
+        "this worker: start a worker of engine 'default' consuming default.",
+    ]
+
+
+def test_a_worker_on_other_queues_says_what_waits_on_its_own_engines_queues() -> None:
+    signalbox.connect(
+        order_paid, local_job, run="background", engine="embedded", queue="mail"
+    )
+    order_paid.disconnect(handed_job)
+    with transaction.atomic():
+        order_paid.send(sender=None)
+    out = StringIO()
+    call_command("signalbox", "worker", "--burst", "--queues", "default", stdout=out)
+    assert out.getvalue().splitlines()[1:] == [
+        "1 due delivery waits for engine 'embedded', queue 'mail', not run by this "
+        "worker: start `manage.py signalbox worker --queues mail`."
+    ]

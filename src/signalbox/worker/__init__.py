@@ -33,8 +33,11 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.utils.translation import ngettext
 
 from signalbox import _connections, conf, engines, outbox, registry
+from signalbox.exceptions import ConfigurationError
+from signalbox.policy import Policy
 from signalbox.worker._acks import Acknowledger
 from signalbox.worker._listen import Listener
 from signalbox.worker._run import Outcome, run_delivery
@@ -112,13 +115,8 @@ class Worker:
         """Work until stopped (or, in burst mode, until nothing is due)."""
         self._guarded(self._rescue)  # before the first claim: burst mode needs it
         threads = self._start_threads()
-        logger.info(
-            "Worker %s runs %d receivers on queues %s, %d at a time.",
-            self.name,
-            len(self._receivers),
-            ",".join(self.queues),
-            self.concurrency,
-        )
+        for line in self.describe():
+            logger.info("%s", line)
         try:
             while not self.stopping.is_set():
                 if not self._step():
@@ -126,6 +124,39 @@ class Worker:
         finally:
             self._shut_down(threads)
         return self.counts
+
+    def describe(self) -> list[str]:
+        """What this worker runs, and which receivers it leaves to other
+        engines with how to run them: the lines :meth:`run` logs first."""
+        by_engine: dict[str, set[str]] = {}
+        queues: dict[str, set[str]] = {}
+        for key, found in self._receivers.items():
+            for each in found:
+                policy = each.info.policy or Policy()
+                by_engine.setdefault(policy.engine, set()).add(key)
+                queues.setdefault(policy.engine, set()).add(policy.queue)
+        mine = {key for alias in self._engines for key in by_engine.get(alias, ())}
+        lines = [
+            f"Worker {self.name} runs {_receivers(len(mine))} of engine "
+            f"{', '.join(map(repr, self._engines))} on queues "
+            f"{','.join(self.queues)}, {self.concurrency} at a time."
+            if self._engines
+            else f"Worker {self.name} runs no receivers: no engine in "
+            f"SIGNALBOX['ENGINES'] is the embedded worker."
+        ]
+        for alias in sorted(by_engine.keys() - set(self._engines)):
+            count = len(by_engine[alias])
+            lines.append(
+                ngettext(
+                    "%s is handed to engine %r, not run by this worker",
+                    "%s are handed to engine %r, not run by this worker",
+                    count,
+                )
+                % (_receivers(count), alias)
+                + f": start {_hint(alias, sorted(queues[alias]))}, and `manage.py "
+                f"signalbox relay` for their retries and delays."
+            )
+        return lines
 
     def stop(self) -> None:
         """Stop claiming; :meth:`run` then drains and returns."""
@@ -462,6 +493,17 @@ class Worker:
             for each in claimed:
                 self._held.pop(each.id, None)
         logger.warning("Gave back %d deliveries (%s).", released, why)
+
+
+def _receivers(count: int) -> str:
+    return ngettext("%d receiver", "%d receivers", count) % count
+
+
+def _hint(alias: str, queues: list[str]) -> str:
+    try:
+        return engines.get(alias).worker_hint(queues)
+    except ConfigurationError:  # no longer configured
+        return f"a worker of engine {alias!r}"
 
 
 def install_signal_handlers(worker: Worker) -> None:
