@@ -128,14 +128,8 @@ class Worker:
     def describe(self) -> list[str]:
         """What this worker runs, and which receivers it leaves to other
         engines with how to run them: the lines :meth:`run` logs first."""
-        by_engine: dict[str, set[str]] = {}
-        queues: dict[str, set[str]] = {}
-        for key, found in self._receivers.items():
-            for each in found:
-                policy = each.info.policy or Policy()
-                by_engine.setdefault(policy.engine, set()).add(key)
-                queues.setdefault(policy.engine, set()).add(policy.queue)
-        mine = {key for alias in self._engines for key in by_engine.get(alias, ())}
+        keys, queues = _by_engine(self._receivers)
+        mine = {key for alias in self._engines for key in keys.get(alias, ())}
         lines = [
             f"Worker {self.name} runs {_receivers(len(mine))} of engine "
             f"{', '.join(map(repr, self._engines))} on queues "
@@ -144,17 +138,16 @@ class Worker:
             else f"Worker {self.name} runs no receivers: no engine in "
             f"SIGNALBOX['ENGINES'] is the embedded worker."
         ]
-        for alias in sorted(by_engine.keys() - set(self._engines)):
-            count = len(by_engine[alias])
+        for alias in sorted(keys.keys() - set(self._engines)):
+            count = len(keys[alias])
+            handed = ngettext(
+                "%s is handed to engine %r, not run by this worker",
+                "%s are handed to engine %r, not run by this worker",
+                count,
+            ) % (_receivers(count), alias)
             lines.append(
-                ngettext(
-                    "%s is handed to engine %r, not run by this worker",
-                    "%s are handed to engine %r, not run by this worker",
-                    count,
-                )
-                % (_receivers(count), alias)
-                + f": start {_hint(alias, sorted(queues[alias]))}, and `manage.py "
-                f"signalbox relay` for their retries and delays."
+                f"{handed}: start {_hint(alias, sorted(queues[alias]))}, and "
+                f"`manage.py signalbox relay` for their retries and delays."
             )
         return lines
 
@@ -493,6 +486,20 @@ class Worker:
             for each in claimed:
                 self._held.pop(each.id, None)
         logger.warning("Gave back %d deliveries (%s).", released, why)
+
+
+def _by_engine(
+    receivers: dict[str, list[registry.Found]],
+) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """The receiver keys, and the queues they name, of each engine alias."""
+    keys: dict[str, set[str]] = {}
+    queues: dict[str, set[str]] = {}
+    for key, found in receivers.items():
+        for each in found:
+            policy = each.info.policy or Policy()
+            keys.setdefault(policy.engine, set()).add(key)
+            queues.setdefault(policy.engine, set()).add(policy.queue)
+    return keys, queues
 
 
 def _receivers(count: int) -> str:
