@@ -8,7 +8,8 @@ expired leases and, after the grace window, buries rows whose receiver key
 no process knows. Each pass reads rows, publishes, then marks them, each
 step its own short statement: no transaction is held across a network call.
 When an engine refuses, the relay backs off for that engine (1 s, doubling,
-at most a minute) and goes on with the others.
+at most a minute) and goes on with the others. A queue whose handed-over
+rows nobody starts is logged once (:class:`UnconsumedQueues`).
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@
     those a process could not hand over, and retries once due.
 ``status [--json]``
     Deliveries per queue and receiver, by state, with the oldest waiting row's
-    age, and the keys no running worker knows.
+    age, the keys no running worker knows, and the engine queues whose
+    handed-over rows nobody started.
 ``retry [ids ...] [--dead] [--receiver KEY]``
     Make dead deliveries available again, with fresh attempts.
 ``prune``
