@@ -44,7 +44,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 SRC = BENCH.parent / "src"
 RESULTS = BENCH / "results" / "engines-latest.json"
-QUEUE = "bench-default"  # the engine's queue_prefix + signalbox's "default"
+QUEUE = "bench-engine"  # the engine's queue_prefix + the receiver's queue=
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "outboxbench.engine_settings")
 os.environ.setdefault("SIGNALBOX_BENCH_PG_NAME", "signalbox_bench_engines")

@@ -43,6 +43,7 @@ LAYERS: dict[str, int] = {
     "signalbox.outbox._leases": 2,
     "signalbox.outbox._housekeeping": 2,
     "signalbox.outbox._handover": 2,
+    "signalbox.outbox._waiting": 2,
     "signalbox.engines": 2,
     "signalbox.engines._handoff": 2,
     "signalbox.engines.embedded": 2,

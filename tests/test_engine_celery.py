@@ -8,6 +8,7 @@ settings of tests/celery_settings.py, the test database) runs them. The
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -15,10 +16,12 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.db import connection, transaction
 from django.test import override_settings
 
@@ -26,6 +29,7 @@ from signalbox import ConfigurationError, Signal, engines
 from signalbox._states import State
 from signalbox.engines.relay import Relay
 from signalbox.models import Delivery
+from signalbox.observe import status
 from tests.testapp import celery_jobs
 from tests.testapp.celery_app import QUEUE
 from tests.testapp.models import Note, Order
@@ -65,7 +69,9 @@ class CeleryWorkers:
         self.app, self.folder = app, folder
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def start(self, **env: str) -> subprocess.Popen[bytes]:
+    def start(self, queues: str | None = QUEUE, **env: str) -> subprocess.Popen[bytes]:
+        """A worker on ``queues`` (``-Q``), or, for None, started the plain way:
+        on the app's default queue."""
         log = self.folder / f"worker-{len(self.processes)}.log"
         environment = {
             **os.environ,
@@ -76,7 +82,8 @@ class CeleryWorkers:
             **env,
         }
         command = [sys.executable, "-m", "celery", "-A", f"{APPS}:{self.app}"]
-        command += ["worker", "--pool=solo", "-Q", QUEUE, "--loglevel=INFO"]
+        command += ["worker", "--pool=solo", "--loglevel=INFO"]
+        command += [] if queues is None else ["-Q", queues]
         command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
         with log.open("wb") as output:
             process = subprocess.Popen(
@@ -121,11 +128,11 @@ def send(tag: str, signal: Signal = celery_jobs.paid, **kwargs: Any) -> Order:
     return order
 
 
-def purge(app: str) -> None:
+def purge(app: str, queue: str = QUEUE) -> None:
     from tests.testapp import celery_app
 
     with getattr(celery_app, app).connection_for_write() as conn:
-        conn.default_channel.queue_purge(QUEUE)
+        conn.default_channel.queue_purge(queue)
 
 
 @pytest.fixture(params=list(BROKERS.values()), ids=list(BROKERS))
@@ -141,6 +148,28 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CeleryWor
             workers.stop_all()
             celery_jobs.disconnect()
             purge(app)
+    engines.reset()
+
+
+@pytest.fixture
+def plain(tmp_path: Path) -> Iterator[CeleryWorkers]:
+    """The Celery engine as a first-day project has it: an app with Celery's
+    own default queue (``celery``), no ``queue_prefix``, receivers without
+    ``queue=``, and an ``UNSTARTED_WARNING_SECONDS`` of 0."""
+    settings = engine_settings("plain_app")
+    del settings["ENGINES"]["celery"]["OPTIONS"]["queue_prefix"]
+    settings["UNSTARTED_WARNING_SECONDS"] = 0
+    purge("plain_app", "celery")
+    with override_settings(SIGNALBOX=settings):
+        celery_jobs.connect()
+        workers = CeleryWorkers("plain_app", tmp_path)
+        try:
+            yield workers
+        finally:
+            engines.flush()
+            workers.stop_all()
+            celery_jobs.disconnect()
+            purge("plain_app", "celery")
     engines.reset()
 
 
@@ -294,3 +323,53 @@ def test_a_forged_message_runs_nothing(broker: CeleryWorkers, which: str) -> Non
     assert [note[0] for note in notes("start")] == ["real"]
     assert Delivery.objects.values().get(pk=row.pk) == before
     assert forged.number not in str(notes("start"))
+
+
+# -- the default queue: where a worker started the plain way looks ----------------
+
+
+@pytest.mark.redis
+def test_a_worker_started_the_plain_way_runs_a_receiver_without_queue(
+    plain: CeleryWorkers,
+) -> None:
+    plain.start(queues=None)  # `celery -A proj worker`: the app's default queue
+    order = send("plain")
+    wait_for(lambda: len(notes("end")) == 1)
+    assert notes("end")[0][5] == order.number
+    wait_for(lambda: Delivery.objects.completed().count() == 1, timeout=5)
+
+
+@pytest.mark.redis
+def test_a_queue_no_worker_consumes_is_named_by_status_and_the_relay(
+    plain: CeleryWorkers, caplog: pytest.LogCaptureFixture
+) -> None:
+    plain.start(queues="sbtest-celery-other")  # a worker, on another queue
+    send("unconsumed")
+    assert engines.flush()
+    wait_for(lambda: bool(status.unstarted(using="default")))
+    out = StringIO()
+    call_command("signalbox", "status", stdout=out)
+    assert "not started" in out.getvalue()
+    assert (
+        "engine 'celery', queue 'default' ('celery' to the engine): 1 delivery"
+        in out.getvalue()
+    )
+    assert "celery -A tests.testapp.celery_app:plain_app worker" in out.getvalue()
+
+    relay = Relay()
+    with caplog.at_level(logging.INFO, logger="signalbox.engines"):
+        relay.run_once()
+        relay.run_once()  # the same episode: not named again
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "queue 'default' ('celery' to the engine)" in warnings[0]
+    assert Delivery.objects.get().state == State.AVAILABLE
+    assert notes("start") == []
+
+    caplog.clear()
+    plain.start(queues=None)  # someone consumes it now: the episode ends
+    wait_for(lambda: Delivery.objects.completed().count() == 1)
+    with caplog.at_level(logging.INFO, logger="signalbox.engines"):
+        relay.run_once()
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    assert "start again" in caplog.records[0].getMessage()

@@ -21,8 +21,7 @@ from tests import engine_support as support
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-QUEUE = "sbtest-engines-default"
-ONE_THREAD = ["--processes", "1", "--threads", "1", "--queues", QUEUE]
+QUEUE = "default"  # Dramatiq's own, where a receiver without queue= goes
 ONE_THREAD = ["--processes", "1", "--threads", "1", "--queues", QUEUE]
 BROKERS = [
     pytest.param("redis://127.0.0.1:6379/5", marks=pytest.mark.redis, id="redis"),

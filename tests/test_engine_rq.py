@@ -33,8 +33,9 @@ def configured() -> Iterator[None]:
         yield
 
 
-def work_off(queue: str = "default") -> str:
-    """Run a real ``rq worker`` until the queue is empty."""
+def work_off(*queues: str) -> str:
+    """Run a real ``rq worker`` until its queues are empty: RQ's own default
+    queue unless ``queues`` names others, as ``rq worker`` does."""
     return support.run_to_exit(
         support.python(
             "-m",
@@ -49,7 +50,7 @@ def work_off(queue: str = "default") -> str:
             "rq.worker.SimpleWorker",
             "--config",
             "tests.rq_worker_config",
-            PREFIX + queue,
+            *queues,
         ),
         support.environment(RQ),
     )

@@ -647,31 +647,3 @@ async def test_an_on_commit_coroutine_sent_on_the_loop_ran_as_a_task(
         "which nothing awaited;",
         'connect it with run="background" to move the work to a worker',
     )
-
-
-def slow_background(sender: object, **kwargs: Any) -> None:
-    time.sleep(SLEEP)
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_slow_background_receiver_ran_in_the_worker(
-    signal: DjangoSignal, limits: None, caplog: pytest.LogCaptureFixture
-) -> None:
-    from signalbox.worker import Outcome, Worker
-
-    signalbox.connect(signal, slow_background, run="background")
-    try:
-        signal.send(sender=Order)
-        assert Worker(burst=True).run().by_outcome == {Outcome.COMPLETED: 1}
-    finally:
-        signal.disconnect(slow_background)
-
-    record = the_slow_warning(caplog)
-    assert_ran(
-        record,
-        "worker",
-        f"Slow signal receiver: {__name__}.slow_background took",
-        "It ran in a background worker, off the request path;",
-        "give it a queue= of its own",
-    )
-    assert 'run="on_commit"' not in record.getMessage()

@@ -32,6 +32,7 @@ DEFAULTS: Mapping[str, Any] = {
     "ENGINES": {"default": {"BACKEND": "signalbox.engines.embedded.EmbeddedEngine"}},
     "HANDOVER_GRACE_SECONDS": 10,
     "REDELIVER_SECONDS": 600,
+    "UNSTARTED_WARNING_SECONDS": 300,
 }
 
 
@@ -57,6 +58,7 @@ class Settings:
     engines: Mapping[str, EngineSettings]
     handover_grace: timedelta
     redeliver: timedelta
+    unstarted_warning: timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,7 @@ def _load() -> Settings:
         engines=_engines(values),
         handover_grace=_seconds(values, "HANDOVER_GRACE_SECONDS"),
         redeliver=_seconds(values, "REDELIVER_SECONDS", minimum=1),
+        unstarted_warning=_seconds(values, "UNSTARTED_WARNING_SECONDS"),
     )
 
 

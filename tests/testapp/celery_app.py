@@ -3,7 +3,8 @@
 Worker processes start with ``-A tests.testapp.celery_app:<name>`` and the
 settings of tests/celery_settings.py; the test process publishes through the
 same app. Everything lives in Redis database 3 or under ``sbtest-celery-``
-queue names, so other suites on the same brokers are left alone.
+queue names, so other suites on the same brokers are left alone
+(``plain_app`` uses Celery's default queue, ``celery``, in database 3).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ PRIVATE_REDIS_PORT = 6390
 PRIVATE_RABBITMQ_PORT = 5673
 
 
-def _app(name: str, url: str, **transport: object) -> Celery:
+def _app(name: str, url: str, queue: str | None = QUEUE, **transport: object) -> Celery:
     app = Celery(name)
+    if queue is not None:
+        app.conf.task_default_queue = queue
     app.conf.update(
         broker_url=url,
         broker_transport_options=transport,
         broker_connection_retry_on_startup=True,
-        task_default_queue=QUEUE,
         task_ignore_result=True,
         accept_content=["json"],
         worker_enable_remote_control=False,  # no pidbox exchange on shared brokers
@@ -36,6 +38,8 @@ def _app(name: str, url: str, **transport: object) -> Celery:
 
 redis_app = _app("sbtest-redis", "redis://127.0.0.1:6379/3")
 amqp_app = _app("sbtest-amqp", "amqp://guest:guest@127.0.0.1:5672//")
+# Celery's own default queue ("celery"), as a project that never set one has.
+plain_app = _app("sbtest-plain", "redis://127.0.0.1:6379/3", queue=None)
 private_app = _app(
     "sbtest-private",
     f"redis://127.0.0.1:{PRIVATE_REDIS_PORT}/0",

@@ -31,7 +31,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Final, Generic, TypeVar
 
 from django.core import checks
 from django.core.signals import setting_changed
@@ -40,6 +40,11 @@ from django.utils.module_loading import import_string
 
 from signalbox import _forks, conf, outbox
 from signalbox.exceptions import ConfigurationError
+
+DEFAULT_QUEUE: Final = "default"
+"""The queue of a receiver without ``queue=``: the embedded worker's queue
+``"default"``, and every other engine's own default queue (see
+:meth:`Engine.broker_queue`)."""
 
 
 class Engine:
@@ -70,6 +75,27 @@ class Engine:
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         self.alias = alias
         self.options = dict(options)
+        self.default_queue = DEFAULT_QUEUE
+        """The engine's own name for the queue its workers consume when
+        started without naming one: where a receiver without ``queue=``
+        (or with ``queue="default"``) goes. A subclass sets it to its
+        library's default."""
+        self.queue_prefix = ""
+        """Put before the queues that receivers name (never before
+        :attr:`default_queue`, which is the engine's own name)."""
+
+    def broker_queue(self, queue: str) -> str:
+        """The engine's own name for signalbox queue ``queue``: its default
+        queue for ``"default"``, else ``queue_prefix + queue``."""
+        if queue == DEFAULT_QUEUE:
+            return self.default_queue
+        return self.queue_prefix + queue
+
+    def worker_hint(self, queues: Sequence[str]) -> str:
+        """How to start what runs this engine's deliveries on signalbox
+        ``queues``, for a person reading a log line or ``signalbox status``."""
+        names = ", ".join(sorted({self.broker_queue(q) for q in queues}))
+        return f"a worker of engine {self.alias!r} consuming {names}"
 
     def publish(self, handovers: Sequence[outbox.Handover]) -> None:
         """Send one message per delivery; raise if the engine did not take them.
@@ -301,6 +327,7 @@ def flush(timeout: float = 5.0) -> bool:
 
 
 __all__ = [
+    "DEFAULT_QUEUE",
     "Engine",
     "Kept",
     "after_commit",

@@ -51,6 +51,9 @@ class CeleryEngine(Engine):
         def body(delivery_id: int, using: str = "default") -> None:
             deliver(delivery_id, engine=alias, using=using, defer_ack=True)
 
+        # What `celery -A proj worker` consumes when no -Q names queues.
+        self.default_queue = str(app.conf.task_default_queue)
+        self.queue_prefix = self.options.get("queue_prefix", "")
         name = f"signalbox.deliver.{alias}"  # kept if the engine is built again
         self.task = app.tasks[name] if name in app.tasks else app.task(name=name)(body)
         self.task.serializer, self.task.ignore_result = "json", True
@@ -86,11 +89,20 @@ class CeleryEngine(Engine):
             producer,
             name,
             message,
-            queue=self.options.get("queue_prefix", "") + each.queue,
+            queue=self.broker_queue(each.queue),
             priority=9 - priority if self._amqp else priority,
             retry=False,
             serializer="json",
         )
+
+    def worker_hint(self, queues: Sequence[str]) -> str:
+        """``celery -A <app> worker``, with ``-Q`` unless only the default queue."""
+        module, _, attribute = self.options["app"].rpartition(".")
+        command = f"celery -A {module}:{attribute} worker"
+        names = sorted({self.broker_queue(q) for q in queues})
+        if names and names != [self.default_queue]:
+            command += f" -Q {','.join(names)}"
+        return f"`{command}`"
 
     def _connect(self) -> Any:
         wait = self.options.get("publish_timeout", 2.0)

@@ -48,12 +48,14 @@ class DjangoQEngine(Engine):
                 f"(the broker is settings.Q_CLUSTER's), not {dict(options)!r}."
             )
         self._brokers: dict[str, Broker] = {}
+        # The list a plain `manage.py qcluster` consumes: Q_CLUSTER's name.
+        self.default_queue = str(Conf.CLUSTER_NAME)
 
     def broker(self, queue: str) -> Broker:
         """The broker for ``queue``: Django-Q's own cluster for ``"default"``,
         else the cluster named ``queue`` (``Q_CLUSTER_NAME=queue qcluster``)."""
         if queue not in self._brokers:
-            broker = get_broker(None if queue == "default" else queue)
+            broker = get_broker(self.broker_queue(queue))
             if isinstance(broker.connection, Redis):
                 # Django-Q leaves Redis timeouts unset: a hand-over must fail fast.
                 kwargs = broker.connection.connection_pool.connection_kwargs
@@ -67,6 +69,16 @@ class DjangoQEngine(Engine):
         for each in handovers:
             broker = self.broker(each.queue)
             async_task(TASK, each.id, self.alias, each.using, broker=broker)
+
+    def worker_hint(self, queues: Sequence[str]) -> str:
+        """``manage.py qcluster``, once per cluster the queues name."""
+        commands = [
+            "manage.py qcluster"
+            if name == self.default_queue
+            else f"Q_CLUSTER_NAME={name} manage.py qcluster"
+            for name in sorted({self.broker_queue(q) for q in queues})
+        ]
+        return " and ".join(f"`{command}`" for command in commands)
 
     def check(self) -> list[checks.CheckMessage]:
         """Say what Django-Q's envelope is, and when ``sync`` bypasses workers."""

@@ -75,25 +75,32 @@ class DramatiqEngine(Engine):
                 f" (broker required), not {dict(options)!r}."
             )
         self.broker = _broker(alias, options["broker"], options.get("timeout", 5))
-        self.prefix = str(options.get("queue_prefix", ""))
+        self.queue_prefix = str(options.get("queue_prefix", ""))
+        self.default_queue = "default"  # an actor's queue when it names none
         limit = {"time_limit": options["time_limit"]} if "time_limit" in options else {}
-        # The actor's own queue too, or Dramatiq declares an unprefixed one.
-        home = self.prefix + "default"
         self.actor = dramatiq.actor(
             actor_name=ACTOR,
-            queue_name=home,
+            queue_name=self.default_queue,
             broker=self.broker,
             max_retries=0,
             **limit,
         )(_run)
-        for name in options.get("queues", ["default"]):  # what workers consume
-            self.broker.declare_queue(self.prefix + name)
+        # A worker started without --queues consumes every declared queue.
+        for name in options.get("queues", ["default"]):
+            self.broker.declare_queue(self.broker_queue(name))
 
     def publish(self, handovers: Sequence[outbox.Handover]) -> None:
         """Enqueue each delivery's message; raise if the broker refuses one."""
         for each in handovers:
             message = self.actor.message(each.id, self.alias, each.using)
-            self.broker.enqueue(message.copy(queue_name=self.prefix + each.queue))
+            queue = self.broker_queue(each.queue)
+            self.broker.enqueue(message.copy(queue_name=queue))
+
+    def worker_hint(self, queues: Sequence[str]) -> str:
+        """A ``dramatiq`` worker, which consumes every declared queue unless
+        told ``--queues``."""
+        names = " ".join(sorted({self.broker_queue(q) for q in queues}))
+        return f"`dramatiq <your broker module>` (or with --queues {names})"
 
     def check(self) -> list[checks.CheckMessage]:
         """An error unless Dramatiq's encoder is JSON (the default)."""

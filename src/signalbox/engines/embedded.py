@@ -32,3 +32,8 @@ class EmbeddedEngine(Engine):
 
     def publish(self, handovers: Sequence[outbox.Handover]) -> None:
         """Nothing to do: the embedded worker claims its rows itself."""
+
+    def worker_hint(self, queues: Sequence[str]) -> str:
+        """``manage.py signalbox worker`` on those queues."""
+        names = ",".join(sorted(set(queues)))
+        return f"`manage.py signalbox worker --queues {names}`"

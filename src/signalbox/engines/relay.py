@@ -8,19 +8,23 @@ expired leases and, after the grace window, buries rows whose receiver key
 no process knows. Each pass reads rows, publishes, then marks them, each
 step its own short statement: no transaction is held across a network call.
 When an engine refuses, the relay backs off for that engine (1 s, doubling,
-at most a minute) and goes on with the others.
+at most a minute) and goes on with the others. A queue whose handed-over
+rows nobody starts is logged once (:class:`UnconsumedQueues`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.utils.translation import ngettext
 
 from signalbox import _connections, conf, engines, outbox, registry
 from signalbox.engines import _handoff
+from signalbox.observe import status
 
 logger = logging.getLogger("signalbox.engines")
 
@@ -38,6 +42,7 @@ class Relay:
         self._pause: dict[str, float] = {}
         self._last_bury = 0.0
         self._last_rescue = 0.0
+        self._unconsumed = UnconsumedQueues()
 
     def run(self) -> None:
         """Relay until :meth:`stop`; errors are logged and the loop goes on."""
@@ -71,6 +76,7 @@ class Relay:
         if now - self._last_bury >= 60:
             self._last_bury = now
             self._bury_unknown()
+        self._unconsumed.look(now, using=self.using)
         ready = [a for a in self._engines() if self._paused_until.get(a, 0) <= now]
         if not ready:
             return 0
@@ -112,3 +118,41 @@ class Relay:
             logger.error(
                 "%d deliveries name receivers no process knows; marked dead.", buried
             )
+
+
+class UnconsumedQueues:
+    """Logs the engine queues whose handed-over rows nobody starts.
+
+    A queue whose rows were handed over more than ``UNSTARTED_WARNING_SECONDS``
+    ago and have not started gets one WARNING naming it (in the engine's own
+    terms) and how to consume it; it is not named again until its rows have
+    started (an INFO line says so) and it stalls anew. Looked at every half
+    of that threshold, at most once a minute.
+    """
+
+    def __init__(self) -> None:
+        self._stalled: set[tuple[str, str]] = set()
+        self._looked = -math.inf  # monotonic
+
+    def look(self, now: float, *, using: str) -> None:
+        """Warn about the queues that stalled since the last look, if due."""
+        threshold = conf.get().unstarted_warning
+        if now - self._looked < min(threshold.total_seconds() / 2, 60):
+            return
+        self._looked = now
+        found = {(w.engine, w.queue): w for w in status.unstarted(using=using)}
+        for key in sorted(found.keys() - self._stalled):
+            where, hint = status.engine_queue(*key)
+            count = found[key].count
+            logger.warning(
+                "%s: %s handed over more than %d s ago and not started. "
+                "Does a worker consume that queue? Start %s.",
+                where,
+                ngettext("%d delivery", "%d deliveries", count) % count,
+                threshold.total_seconds(),
+                hint,
+            )
+        for key in sorted(self._stalled - found.keys()):
+            where, _ = status.engine_queue(*key)
+            logger.info("%s: its deliveries start again.", where)
+        self._stalled = set(found)

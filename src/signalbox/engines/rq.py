@@ -31,7 +31,8 @@ def run(delivery_id: int, engine: str, using: str = "default") -> None:
 
 
 class RQEngine(Engine):
-    """Enqueues one JSON-serialized RQ job per delivery, on ``prefix + queue``."""
+    """Enqueues one JSON-serialized RQ job per delivery, on RQ's ``"default"``
+    queue for a receiver without ``queue=``, else on ``queue_prefix + queue``."""
 
     supports_queues: ClassVar[bool] = True
 
@@ -45,7 +46,8 @@ class RQEngine(Engine):
                 f", 'queue_prefix': '', 'job_timeout': 180, 'socket_timeout': 5}}"
                 f" (url required), not {dict(options)!r}."
             )
-        self.prefix = str(options.get("queue_prefix", ""))
+        self.queue_prefix = str(options.get("queue_prefix", ""))
+        self.default_queue = "default"  # what `rq worker` consumes, unnamed
         self.job_timeout = int(options.get("job_timeout", 180))
         timeout = float(options.get("socket_timeout", 5))
         # Bounded timeouts and no retries: publish() must fail fast.
@@ -58,12 +60,24 @@ class RQEngine(Engine):
         self._queues: dict[str, Queue] = {}
 
     def queue(self, name: str) -> Queue:
-        """The RQ queue a signalbox ``queue=`` name maps to."""
+        """The RQ queue a signalbox ``queue=`` name maps to (see
+        :meth:`~signalbox.engines.Engine.broker_queue`)."""
         if name not in self._queues:
             self._queues[name] = Queue(
-                self.prefix + name, connection=self.redis, serializer=JSONSerializer
+                self.broker_queue(name),
+                connection=self.redis,
+                serializer=JSONSerializer,
             )
         return self._queues[name]
+
+    def worker_hint(self, queues: Sequence[str]) -> str:
+        """``rq worker`` with the JSON serializer, naming queues unless only
+        the default one."""
+        command = "rq worker --serializer rq.serializers.JSONSerializer"
+        names = sorted({self.broker_queue(q) for q in queues})
+        if names and names != [self.default_queue]:
+            command += " " + " ".join(names)
+        return f"`{command}`"
 
     def publish(self, handovers: Sequence[outbox.Handover]) -> None:
         """Enqueue every delivery in one Redis round trip; raise if Redis refuses."""

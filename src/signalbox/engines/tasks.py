@@ -20,10 +20,14 @@ from signalbox.engines.remote import deliver
 from signalbox.exceptions import ConfigurationError
 
 try:
-    from django.tasks import task, task_backends
+    from django.tasks import DEFAULT_TASK_QUEUE_NAME, task, task_backends
     from django.tasks.exceptions import InvalidTaskBackend
 except ImportError:  # Django 5.2: the backport, whose types differ in name only
-    from django_tasks import task, task_backends  # type: ignore[assignment, no-redef]
+    from django_tasks import (  # type: ignore[assignment, no-redef]
+        DEFAULT_TASK_QUEUE_NAME,
+        task,
+        task_backends,
+    )
     from django_tasks.exceptions import (  # type: ignore[assignment, unused-ignore]
         InvalidTaskBackendError as InvalidTaskBackend,
     )
@@ -51,6 +55,7 @@ class TasksEngine(Engine):
                 f"The Tasks engine {alias!r} takes OPTIONS {{'backend': 'default'}} "
                 f"(an alias in settings.TASKS) only, not {dict(options)!r}."
             )
+        self.default_queue = DEFAULT_TASK_QUEUE_NAME  # the workers' default too
         try:
             self.backend = task_backends[self.backend_alias]
         except InvalidTaskBackend as error:
@@ -65,10 +70,18 @@ class TasksEngine(Engine):
             priority = max(-_PRIORITY, min(_PRIORITY, each.priority))
             bound = run.using(
                 backend=self.backend_alias,
-                queue_name=each.queue,
+                queue_name=self.broker_queue(each.queue),
                 priority=priority if self.backend.supports_priority else None,
             )
             bound.enqueue(each.id, self.alias, each.using)
+
+    def worker_hint(self, queues: Sequence[str]) -> str:
+        """The backend's worker, on the queues named."""
+        names = ", ".join(sorted({self.broker_queue(q) for q in queues}))
+        return (
+            f"a worker of Tasks backend {self.backend_alias!r} on queue {names} "
+            f"(django-tasks-db: `manage.py db_worker`)"
+        )
 
     def check(self) -> list[checks.CheckMessage]:
         """Say so when the backend drops ``priority=`` or runs tasks inline."""

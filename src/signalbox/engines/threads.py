@@ -53,6 +53,10 @@ class ThreadEngine(Engine):
         for each in handovers:
             self._pool.submit(self._run, each)
 
+    def worker_hint(self, queues: Sequence[str]) -> str:
+        """The sending process runs them, and the relay what it left."""
+        return "the sending process's threads (`signalbox relay` runs what it left)"
+
     def _run(self, handover: outbox.Handover) -> None:
         try:
             deliver(handover.id, engine=self.alias, using=handover.using)

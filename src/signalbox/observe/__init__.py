@@ -48,8 +48,6 @@ class Where(enum.Enum):
     """An on-commit receiver, after the commit, in the thread that committed."""
     TASK = "task"
     """An on-commit coroutine receiver, in a task of its own on the event loop."""
-    WORKER = "worker"
-    """A background receiver, in a worker."""
 
 
 _PLACES = {
@@ -68,7 +66,6 @@ _PLACES = {
     ),
     Where.COMMITTING_THREAD: "in the thread that committed, which waited for it",
     Where.TASK: "as a task on the event loop, which nothing awaited",
-    Where.WORKER: "in a background worker, off the request path",
 }
 
 _OFF_THE_REQUEST_PATH = (
@@ -93,11 +90,6 @@ _ADVICE = {
     Where.TASK: (
         "nothing waited for it, but whatever it did without awaiting held the "
         'loop: connect it with run="background" to move the work to a worker.'
-    ),
-    Where.WORKER: (
-        "it holds one of the worker's slots while it runs: give it a queue= of "
-        "its own if deliveries behind it must not wait, and a timeout= if it may "
-        "hang."
     ),
 }
 

@@ -8,9 +8,11 @@ from typing import Any
 
 from django.db.models import Count, Min, Q
 from django.utils import timezone
+from django.utils.translation import ngettext
 
-from signalbox import conf, outbox
+from signalbox import conf, engines, outbox
 from signalbox._states import WAITING, State
+from signalbox.exceptions import ConfigurationError
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,9 @@ class Report:
     lines: list[Line]
     unknown: list[str]
     now: datetime = field(default_factory=timezone.now)
+    unstarted: list[outbox.Waiting] = field(default_factory=list)
+    """Rows handed to an engine long ago that no worker started, by engine
+    and queue (see :func:`unstarted`)."""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready form of the report."""
@@ -57,6 +62,7 @@ class Report:
         if self.unknown:
             rows.append("\nNo running worker knows these receivers (their rows wait):")
             rows.extend(f"  {key}" for key in self.unknown)
+        rows.extend(unstarted_text(self.unstarted, self.now))
         return "\n".join(rows)
 
 
@@ -86,7 +92,48 @@ def report(*, using: str) -> Report:
     ]
     known = outbox.known_receivers(stale_after=conf.get().lease * 2, using=using)
     waiting = {line.receiver for line in lines if line.oldest_waiting is not None}
-    return Report(lines=lines, unknown=sorted(waiting - known))
+    return Report(
+        lines=lines, unknown=sorted(waiting - known), unstarted=unstarted(using=using)
+    )
+
+
+def unstarted(*, using: str) -> list[outbox.Waiting]:
+    """Rows handed to an engine more than ``UNSTARTED_WARNING_SECONDS`` ago
+    that no worker has started, by engine and queue: a queue no worker
+    consumes, or whose workers are that far behind."""
+    return outbox.unstarted(older_than=conf.get().unstarted_warning, using=using)
+
+
+def unstarted_text(waiting: list[outbox.Waiting], now: datetime) -> list[str]:
+    """The warning ``signalbox status`` prints about :func:`unstarted` rows,
+    each with the queue's name in the engine's terms and how to consume it."""
+    if not waiting:
+        return []
+    limit = _age(conf.get().unstarted_warning)
+    lines = [
+        f"\nWARNING: handed to an engine more than {limit} ago and not started; "
+        f"no worker consumes these queues, or their workers are that far behind:"
+    ]
+    for each in waiting:
+        where, hint = engine_queue(each.engine, each.queue)
+        count = ngettext("%d delivery", "%d deliveries", each.count) % each.count
+        lines.append(
+            f"  {where}: {count}, due for {_age(now - each.due_since)}; start {hint}"
+        )
+    return lines
+
+
+def engine_queue(alias: str, queue: str) -> tuple[str, str]:
+    """How to name signalbox ``queue`` of engine ``alias`` to a person (with the
+    engine's own name for it when that differs), and how to start a worker
+    that consumes it."""
+    try:
+        engine = engines.get(alias)
+    except ConfigurationError:  # no longer configured: say what is known
+        return f"engine {alias!r}, queue {queue!r}", "a worker for it"
+    own = engine.broker_queue(queue)
+    named = f"{queue!r}" if own == queue else f"{queue!r} ({own!r} to the engine)"
+    return f"engine {alias!r}, queue {named}", engine.worker_hint([queue])
 
 
 def _age(age: timedelta | None) -> str:

@@ -45,6 +45,7 @@ from signalbox.outbox._leases import (
     rescue,
     retry_later,
 )
+from signalbox.outbox._waiting import Waiting, due_elsewhere, unstarted
 from signalbox.outbox._writing import batch, enqueue
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "NewDelivery",
     "Pruned",
     "Unreadable",
+    "Waiting",
     "after",
     "ago",
     "batch",
@@ -62,6 +64,7 @@ __all__ = [
     "claim_one",
     "complete",
     "complete_many",
+    "due_elsewhere",
     "due_for",
     "enqueue",
     "erase_payloads",
@@ -78,4 +81,5 @@ __all__ = [
     "retry",
     "retry_dead",
     "retry_later",
+    "unstarted",
 ]

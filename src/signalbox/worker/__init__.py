@@ -33,8 +33,11 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.utils.translation import ngettext
 
 from signalbox import _connections, conf, engines, outbox, registry
+from signalbox.exceptions import ConfigurationError
+from signalbox.policy import Policy
 from signalbox.worker._acks import Acknowledger
 from signalbox.worker._listen import Listener
 from signalbox.worker._run import Outcome, call_receiver, run_delivery
@@ -119,13 +122,8 @@ class Worker:
             return self._run_in_transaction()
         self._guarded(self._rescue)  # before the first claim: burst mode needs it
         threads = self._start_threads()
-        logger.info(
-            "Worker %s runs %d receivers on queues %s, %d at a time.",
-            self.name,
-            len(self._receivers),
-            ",".join(self.queues),
-            self.concurrency,
-        )
+        for line in self.describe():
+            logger.info("%s", line)
         try:
             while not self.stopping.is_set():
                 if not self._step():
@@ -195,6 +193,32 @@ class Worker:
     ) -> Any:
         with transaction.atomic(using=self.using):
             return call_receiver(receiver, kwargs, timeout)
+
+    def describe(self) -> list[str]:
+        """What this worker runs, and which receivers it leaves to other
+        engines with how to run them: the lines :meth:`run` logs first."""
+        keys, queues = _by_engine(self._receivers)
+        mine = {key for alias in self._engines for key in keys.get(alias, ())}
+        lines = [
+            f"Worker {self.name} runs {_receivers(len(mine))} of engine "
+            f"{', '.join(map(repr, self._engines))} on queues "
+            f"{','.join(self.queues)}, {self.concurrency} at a time."
+            if self._engines
+            else f"Worker {self.name} runs no receivers: no engine in "
+            f"SIGNALBOX['ENGINES'] is the embedded worker."
+        ]
+        for alias in sorted(keys.keys() - set(self._engines)):
+            count = len(keys[alias])
+            handed = ngettext(
+                "%s is handed to engine %r, not run by this worker",
+                "%s are handed to engine %r, not run by this worker",
+                count,
+            ) % (_receivers(count), alias)
+            lines.append(
+                f"{handed}: start {_hint(alias, sorted(queues[alias]))}, and "
+                f"`manage.py signalbox relay` for their retries and delays."
+            )
+        return lines
 
     def stop(self) -> None:
         """Stop claiming; :meth:`run` then drains and returns."""
@@ -531,6 +555,31 @@ class Worker:
             for each in claimed:
                 self._held.pop(each.id, None)
         logger.warning("Gave back %d deliveries (%s).", released, why)
+
+
+def _by_engine(
+    receivers: dict[str, list[registry.Found]],
+) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """The receiver keys, and the queues they name, of each engine alias."""
+    keys: dict[str, set[str]] = {}
+    queues: dict[str, set[str]] = {}
+    for key, found in receivers.items():
+        for each in found:
+            policy = each.info.policy or Policy()
+            keys.setdefault(policy.engine, set()).add(key)
+            queues.setdefault(policy.engine, set()).add(policy.queue)
+    return keys, queues
+
+
+def _receivers(count: int) -> str:
+    return ngettext("%d receiver", "%d receivers", count) % count
+
+
+def _hint(alias: str, queues: list[str]) -> str:
+    try:
+        return engines.get(alias).worker_hint(queues)
+    except ConfigurationError:  # no longer configured
+        return f"a worker of engine {alias!r}"
 
 
 def install_signal_handlers(worker: Worker) -> None:

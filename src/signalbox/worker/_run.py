@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 import traceback
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -22,7 +21,7 @@ from typing import Any
 from asgiref.sync import async_to_sync, iscoroutinefunction
 from django.db import transaction
 
-from signalbox import codec, conf, observe, outbox
+from signalbox import codec, observe, outbox
 from signalbox._context import DeliveryContext, _current
 from signalbox.exceptions import DecodeError, Retry
 from signalbox.policy import Policy
@@ -124,11 +123,11 @@ def _attempt(
     try:
         if policy.atomic:
             with transaction.atomic(using=using):
-                _timed(call, found, kwargs, policy)
+                call(found.receiver, kwargs, policy.timeout)
                 if not outbox.complete(claimed, using=using):
                     raise LeaseLost
         else:
-            _timed(call, found, kwargs, policy)
+            call(found.receiver, kwargs, policy.timeout)
     except LeaseLost:
         return Outcome.LEASE_LOST
     except Retry as retry:
@@ -143,24 +142,6 @@ def _attempt(
     if acknowledge is not None:
         return _outcome(acknowledge(claimed) is not False, Outcome.COMPLETED)
     return _outcome(outbox.complete(claimed, using=using), Outcome.COMPLETED)
-
-
-def _timed(call: Call, found: Found, kwargs: dict[str, Any], policy: Policy) -> Any:
-    """Run the receiver through ``call``; a slow run is reported as any other."""
-    start = time.perf_counter_ns()
-    try:
-        return call(found.receiver, kwargs, policy.timeout)
-    finally:
-        elapsed = time.perf_counter_ns() - start
-        if elapsed > conf.get().slow_receiver_ns:
-            observe.slow_receiver(
-                found.signal,
-                kwargs["sender"],
-                found.receiver,
-                elapsed,
-                observe.Where.WORKER,
-                key=found.info.key,
-            )
 
 
 def _failed(

@@ -10,7 +10,8 @@
     those a process could not hand over, and retries once due.
 ``status [--json]``
     Deliveries per queue and receiver, by state, with the oldest waiting row's
-    age, and the keys no running worker knows.
+    age, the keys no running worker knows, and the engine queues whose
+    handed-over rows nobody started.
 ``retry [ids ...] [--dead] [--receiver KEY]``
     Make dead deliveries available again, with fresh attempts.
 ``prune``
@@ -28,8 +29,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Q
+from django.utils.translation import ngettext
 
-from signalbox import conf, outbox
+from signalbox import conf, engines, outbox
 from signalbox.engines.relay import Relay
 from signalbox.observe import inventory, status
 from signalbox.worker import Worker, install_signal_handlers
@@ -122,6 +124,8 @@ class Command(BaseCommand):
                 relay.stop()
         summary = ", ".join(f"{n} {o.value}" for o, n in counts.by_outcome.items())
         self.stdout.write(f"Worker stopped: {summary or 'nothing ran'}.")
+        for line in _left_to_others(worker):
+            self.stdout.write(line)
 
     def _relay(self, options: dict[str, Any]) -> None:
         relay = Relay(using=options["database"])
@@ -164,6 +168,28 @@ class Command(BaseCommand):
             f"deliveries; erased the payloads of {pruned.erased} dead deliveries "
             f"(their rows are kept)."
         )
+
+
+def _left_to_others(worker: Worker) -> list[str]:
+    """What is due that ``worker`` does not run (another engine's rows, other
+    queues'), with how to run it: so that "nothing ran" does not read as
+    "nothing waits"."""
+    try:
+        waiting = outbox.due_elsewhere(
+            engines=engines.aliases(embedded=True),
+            queues=worker.queues,
+            using=worker.using,
+        )
+    except Exception:  # the database went away: there is nothing to add
+        return []
+    lines = []
+    for each in waiting:
+        where, hint = status.engine_queue(each.engine, each.queue)
+        due = ngettext(
+            "%d due delivery waits", "%d due deliveries wait", each.count
+        ) % (each.count,)
+        lines.append(f"{due} for {where}, not run by this worker: start {hint}.")
+    return lines
 
 
 def _positive(value: str) -> int:
