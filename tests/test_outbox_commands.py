@@ -268,3 +268,24 @@ def test_retry_takes_dead_and_retryable_rows_but_never_erased_ones() -> None:
     out, error = refused("retry", str(erased.pk))
     assert out == "0 dead deliveries are available again.\n"
     assert f"{erased.pk}: dead, but its payload was erased" in error
+
+
+@override_settings(SIGNALBOX={"UNKNOWN_RECEIVER_GRACE_SECONDS": 0})
+def test_what_a_worker_and_a_relay_log_counts_one_delivery_as_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    add(
+        receiver="nobody.knows_this",
+        state=State.EXECUTING,
+        attempt=1,
+        lease_expires_at=outbox.ago(timedelta(minutes=1)),
+    )
+    run("worker", "--burst", "-v", "2")
+    logged = [record.getMessage() for record in caplog.records]
+    assert "Took back 1 delivery whose lease expired." in logged
+    assert "1 delivery names a receiver no worker knows; marked dead." in logged
+    caplog.clear()
+    add(state=State.EXECUTING, lease_expires_at=outbox.ago(timedelta(minutes=1)))
+    assert run("relay", "--once") == "Handed over 0 deliveries.\n"
+    logged = [record.getMessage() for record in caplog.records]
+    assert "Took back 1 delivery whose lease expired." in logged

@@ -33,6 +33,7 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.utils.translation import ngettext
 
 from signalbox import _connections, conf, engines, outbox, registry
 from signalbox.worker._acks import Acknowledger
@@ -368,7 +369,14 @@ class Worker:
     def _rescue(self) -> None:
         rescued = outbox.rescue(using=self.using)
         if rescued:
-            logger.warning("Took back %d deliveries whose lease expired.", rescued)
+            logger.warning(
+                ngettext(
+                    "Took back %d delivery whose lease expired.",
+                    "Took back %d deliveries whose lease expired.",
+                    rescued,
+                ),
+                rescued,
+            )
             self._wake.set()
 
     def _bury_unknown(self) -> None:
@@ -383,7 +391,12 @@ class Worker:
         )
         if buried:
             logger.error(
-                "%d deliveries name receivers no worker knows; marked dead.", buried
+                ngettext(
+                    "%d delivery names a receiver no worker knows; marked dead.",
+                    "%d deliveries name receivers no worker knows; marked dead.",
+                    buried,
+                ),
+                buried,
             )
 
     # -- stopping -------------------------------------------------------------
@@ -423,7 +436,13 @@ class Worker:
         self._guarded(lambda: outbox.forget_worker(self.name, using=self.using))
         self._restore_durability()
         logger.info(
-            "Worker %s stopped after %d deliveries.", self.name, self.counts.total
+            ngettext(
+                "Worker %s stopped after %d delivery.",
+                "Worker %s stopped after %d deliveries.",
+                self.counts.total,
+            ),
+            self.name,
+            self.counts.total,
         )
 
     def _restore_durability(self) -> None:
@@ -456,12 +475,25 @@ class Worker:
         try:
             released = outbox.release(claimed, using=self.using)
         except Exception:  # the leases will expire and bring them back
-            logger.exception("Could not give back %d deliveries.", len(claimed))
+            logger.exception(
+                ngettext(
+                    "Could not give back %d delivery.",
+                    "Could not give back %d deliveries.",
+                    len(claimed),
+                ),
+                len(claimed),
+            )
             return
         with self._lock:
             for each in claimed:
                 self._held.pop(each.id, None)
-        logger.warning("Gave back %d deliveries (%s).", released, why)
+        logger.warning(
+            ngettext(
+                "Gave back %d delivery (%s).", "Gave back %d deliveries (%s).", released
+            ),
+            released,
+            why,
+        )
 
 
 def install_signal_handlers(worker: Worker) -> None:
