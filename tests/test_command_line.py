@@ -124,3 +124,11 @@ def test_verbose_shows_signalbox_logs_without_logging_configured() -> None:
     assert quiet.returncode == verbose.returncode == 0, quiet.stderr + verbose.stderr
     assert "INFO signalbox.worker:" not in quiet.stderr
     assert "INFO signalbox.worker:" in verbose.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_that_retried_nothing_exits_non_zero() -> None:
+    done = manage("retry", "9999")
+    assert done.returncode == 1
+    assert done.stdout == "0 dead deliveries are available again.\n"
+    assert "9999: no such delivery" in done.stderr
