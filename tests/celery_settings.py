@@ -9,7 +9,11 @@ from __future__ import annotations
 import os
 
 from tests.worker_settings import *  # noqa: F403
-from tests.worker_settings import SIGNALBOX
+from tests.worker_settings import LOGGING, SIGNALBOX
+
+# Celery's task tracer is imported before Django configures logging: kept
+# enabled, it logs each task's end ("… succeeded in …"), which the tests wait for.
+LOGGING = {**LOGGING, "disable_existing_loggers": False}
 
 SIGNALBOX = {
     **SIGNALBOX,

@@ -216,6 +216,20 @@ def test_retry_makes_dead_and_retryable_rows_available_with_fresh_attempts(
     assert Delivery.objects.get(pk=done.pk).state == State.COMPLETED
 
 
+def test_action_messages_count_one_delivery_as_one(operator: Client) -> None:
+    def message(action: str) -> str:
+        response = act(operator, action, dead())
+        [text] = [str(m) for m in response.context["messages"]]
+        return text
+
+    assert message("retry") == (
+        "1 of 1 selected delivery is available again, with fresh attempts."
+    )
+    assert message("erase_payload") == (
+        "Erased the payload of 1 of 1 selected delivery; its row is kept."
+    )
+
+
 def test_erase_keeps_the_row_and_says_so_on_the_detail_page(operator: Client) -> None:
     row, waiting = dead(), add()
     response = act(operator, "erase_payload", row, waiting)

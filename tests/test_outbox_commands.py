@@ -40,6 +40,14 @@ def run(*args: str) -> str:
     return out.getvalue()
 
 
+def refused(*args: str) -> tuple[str, str]:
+    """Run a command that must fail: (what it printed, its error message)."""
+    out = StringIO()
+    with pytest.raises(CommandError) as error:
+        call_command("signalbox", *args, stdout=out)
+    return out.getvalue(), str(error.value)
+
+
 def test_status_counts_states_per_queue_and_receiver() -> None:
     add()
     add(state=State.DEAD, finished_at=Now())
@@ -56,7 +64,7 @@ def test_status_counts_states_per_queue_and_receiver() -> None:
 def test_retry_brings_dead_rows_back_with_fresh_attempts() -> None:
     dead = add(state=State.DEAD, attempt=20, reason="max_attempts", finished_at=Now())
     other = add(receiver="shop.sms", state=State.DEAD, finished_at=Now())
-    assert "1 dead deliveries" in run("retry", str(dead.pk))
+    assert run("retry", str(dead.pk)) == "1 dead delivery is available again.\n"
     dead.refresh_from_db()
     assert (dead.state, dead.attempt, dead.reason) == (State.AVAILABLE, 0, "")
     assert Delivery.objects.get(pk=other.pk).state == State.DEAD
@@ -67,6 +75,70 @@ def test_retry_brings_dead_rows_back_with_fresh_attempts() -> None:
 def test_retry_needs_to_be_told_what() -> None:
     with pytest.raises(CommandError, match="--dead"):
         run("retry")
+
+
+def test_retry_says_why_each_named_id_was_not_retried_and_fails() -> None:
+    completed = add(state=State.COMPLETED, finished_at=Now())
+    waiting = add(state=State.RETRYABLE, attempt=2)
+    erased = add(state=State.DEAD, finished_at=Now())
+    outbox.erase_payloads(Q(pk=erased.pk), using="default")
+    dead = [add(state=State.DEAD, finished_at=Now()) for _ in range(2)]
+    missing = max(row.pk for row in (completed, waiting, erased, *dead)) + 1000
+    named = [missing, completed.pk, waiting.pk, erased.pk, *(row.pk for row in dead)]
+    out, error = refused("retry", *map(str, named))
+    # What could be retried was; the rest is named with its reason.
+    assert out == "2 dead deliveries are available again.\n"
+    assert error.splitlines() == [
+        "4 of 6 named deliveries were not retried:",
+        f"  {completed.pk}: completed, not dead (only dead deliveries are retried)",
+        f"  {waiting.pk}: retryable, not dead (only dead deliveries are retried)",
+        f"  {erased.pk}: dead, but its payload was erased: it cannot run again",
+        f"  {missing}: no such delivery",
+    ]
+    states = dict(Delivery.objects.values_list("pk", "state"))
+    assert [states[row.pk] for row in dead] == [State.AVAILABLE] * 2
+    assert states[completed.pk] == State.COMPLETED
+    assert states[waiting.pk] == State.RETRYABLE
+    assert states[erased.pk] == State.DEAD
+
+
+def test_retry_of_a_missing_id_alone_fails() -> None:
+    out, error = refused("retry", "9999")
+    assert out == "0 dead deliveries are available again.\n"
+    assert error == "1 of 1 named delivery was not retried:\n  9999: no such delivery"
+
+
+def test_retry_names_ids_or_a_receiver_not_both() -> None:
+    dead = add(state=State.DEAD, finished_at=Now())
+    _, error = refused("retry", str(dead.pk), "--receiver", "shop.mail")
+    assert "not both" in error
+    assert Delivery.objects.get(pk=dead.pk).state == State.DEAD
+
+
+def test_retry_of_a_receiver_key_no_delivery_has_fails() -> None:
+    add(state=State.DEAD, finished_at=Now())
+    _, error = refused("retry", "--receiver", "shop.mial")
+    assert "No delivery has the receiver key 'shop.mial'" in error
+    # A key some delivery has, with nothing dead, is no error: nothing to do.
+    add(receiver="shop.sms")
+    assert run("retry", "--receiver", "shop.sms") == (
+        "0 dead deliveries are available again.\n"
+    )
+
+
+def test_retry_of_every_dead_delivery_counts_what_it_left() -> None:
+    for _ in range(2):
+        add(state=State.DEAD, finished_at=Now())
+    erased = add(state=State.DEAD, finished_at=Now())
+    outbox.erase_payloads(Q(pk=erased.pk), using="default")
+    assert run("retry", "--dead").splitlines() == [
+        "2 dead deliveries are available again.",
+        "1 dead delivery was left alone: its payload was erased, so it cannot "
+        "run again.",
+    ]
+    assert run("retry", "--dead").splitlines()[0] == (
+        "0 dead deliveries are available again."
+    )
 
 
 def test_retry_leaves_rows_that_are_not_dead_alone() -> None:
@@ -87,7 +159,7 @@ def test_prune_deletes_only_old_finished_rows() -> None:
     add(state=State.DEAD, finished_at=ancient)  # pruned
     waiting = add(enqueued_at=ancient, scheduled_at=ancient)
     running = add(state=State.EXECUTING, attempted_at=ancient)
-    assert "Deleted 1 completed and 1 dead" in run("prune")
+    assert "Deleted 1 completed delivery and 1 dead delivery;" in run("prune")
     assert set(Delivery.objects.values_list("pk", flat=True)) == {
         kept_completed.pk,
         kept_dead.pk,
@@ -140,8 +212,8 @@ def test_prune_erases_old_dead_payloads_and_keeps_the_rows() -> None:
     done = add(state=State.COMPLETED, payload=PAYLOAD, finished_at=Now())
     waiting = add(payload=PAYLOAD, enqueued_at=outbox.ago(timedelta(hours=2)))
     out = run("prune")
-    assert "Deleted 0 completed and 1 dead deliveries" in out
-    assert "erased the payloads of 1 dead deliveries" in out
+    assert "Deleted 0 completed deliveries and 1 dead delivery;" in out
+    assert "erased the payload of 1 dead delivery (its row is kept)" in out
     erased = Delivery.objects.get(pk=old.pk)
     assert kept_columns(erased) == kept_columns(old)
     assert erased.payload is None
@@ -193,4 +265,27 @@ def test_retry_takes_dead_and_retryable_rows_but_never_erased_ones() -> None:
         )
     assert Delivery.objects.get(pk=erased.pk).state == State.DEAD
     assert Delivery.objects.get(pk=done.pk).state == State.COMPLETED
-    assert "0 dead deliveries" in run("retry", str(erased.pk))
+    out, error = refused("retry", str(erased.pk))
+    assert out == "0 dead deliveries are available again.\n"
+    assert f"{erased.pk}: dead, but its payload was erased" in error
+
+
+@override_settings(SIGNALBOX={"UNKNOWN_RECEIVER_GRACE_SECONDS": 0})
+def test_what_a_worker_and_a_relay_log_counts_one_delivery_as_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    add(
+        receiver="nobody.knows_this",
+        state=State.EXECUTING,
+        attempt=1,
+        lease_expires_at=outbox.ago(timedelta(minutes=1)),
+    )
+    run("worker", "--burst", "-v", "2")
+    logged = [record.getMessage() for record in caplog.records]
+    assert "Took back 1 delivery whose lease expired." in logged
+    assert "1 delivery names a receiver no worker knows; marked dead." in logged
+    caplog.clear()
+    add(state=State.EXECUTING, lease_expires_at=outbox.ago(timedelta(minutes=1)))
+    assert run("relay", "--once") == "Handed over 0 deliveries.\n"
+    logged = [record.getMessage() for record in caplog.records]
+    assert "Took back 1 delivery whose lease expired." in logged

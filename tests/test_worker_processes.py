@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -176,16 +175,30 @@ def test_a_poison_payload_goes_dead_with_its_reason(workers: Workers) -> None:
     assert row.error
 
 
+LISTENING_AND_IDLE = """
+    SELECT count(*) FROM pg_stat_activity listener
+    JOIN pg_stat_activity claimer ON claimer.datname = listener.datname
+    WHERE listener.datname = current_database()
+      AND listener.query LIKE 'LISTEN %'
+      AND claimer.query LIKE '%FOR UPDATE SKIP LOCKED%'
+      AND claimer.state = 'idle'
+      AND claimer.query_start > listener.query_start
+"""
+"""A worker's LISTEN connection, and a claim by it that began after the LISTEN
+and has ended: the worker now waits for its poll or a notification."""
+
+
+def listening_and_idle() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(LISTENING_AND_IDLE)
+        return bool(cursor.fetchone()[0])
+
+
 @pytest.mark.postgres
 def test_notify_wakes_an_idle_worker_long_before_its_poll(workers: Workers) -> None:
     process = workers.start(SIGNALBOX_WORKER_POLL="60")
-    wait_for(
-        lambda: (
-            outbox.known_receivers(stale_after=timedelta(seconds=5), using="default")
-            != set()
-        )
-    )
-    time.sleep(0.5)  # let the first poll pass: from here only a NOTIFY wakes it
+    # From here only a NOTIFY wakes it: it listens, and has claimed since.
+    wait_for(listening_and_idle)
     sent = time.monotonic()
     work.send(sender=None, seconds=0, tag="n")
     wait_for(lambda: len(notes("end")) == 1, timeout=10)

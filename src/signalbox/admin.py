@@ -29,6 +29,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
+from django.utils.translation import ngettext
 
 from signalbox import conf, outbox
 from signalbox.models import Delivery, WorkerRecord
@@ -151,8 +152,14 @@ class DeliveryAdmin(_ReadOnly, _DeliveryAdmin):
         changed = outbox.retry(Q(pk__in=queryset.values("pk")), using=queryset.db)
         self.message_user(
             request,
-            f"{changed} of {selected} selected deliveries are available again, with "
-            f"fresh attempts."
+            ngettext(
+                "%(changed)d of %(selected)d selected delivery is available again, "
+                "with fresh attempts.",
+                "%(changed)d of %(selected)d selected deliveries are available "
+                "again, with fresh attempts.",
+                selected,
+            )
+            % {"changed": changed, "selected": selected}
             + _left_alone(selected - changed, "not dead or retryable, or erased"),
             messages.SUCCESS if changed else messages.WARNING,
         )
@@ -169,8 +176,14 @@ class DeliveryAdmin(_ReadOnly, _DeliveryAdmin):
         )
         self.message_user(
             request,
-            f"Erased the payload of {changed} of {selected} selected deliveries; "
-            f"their rows are kept."
+            ngettext(
+                "Erased the payload of %(changed)d of %(selected)d selected "
+                "delivery; its row is kept.",
+                "Erased the payload of %(changed)d of %(selected)d selected "
+                "deliveries; their rows are kept.",
+                selected,
+            )
+            % {"changed": changed, "selected": selected}
             + _left_alone(selected - changed, "not finished, or erased already"),
             messages.SUCCESS if changed else messages.WARNING,
         )

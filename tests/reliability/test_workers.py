@@ -3,6 +3,7 @@ grace period, random kills, SIGSTOP."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 import subprocess
@@ -212,7 +213,8 @@ def test_sigterm_with_a_receiver_longer_than_the_grace(pg: Workers) -> None:
             codes.append(worker.process.wait(10))
         except subprocess.TimeoutExpired:
             worker.signal(signal.SIGUSR2)  # its stacks, into its log
-            time.sleep(0.5)
+            with contextlib.suppress(AssertionError):
+                wait_for(lambda: "most recent call first" in worker.output(), 5)
             raise AssertionError(f"SIGTERM did not stop it:\n{worker.output()}")
         exits.append(time.monotonic() - began)
         rows = sql(
@@ -328,7 +330,12 @@ def test_sigstop_past_the_lease_then_sigcont(pg: Workers) -> None:
     paused.signal(signal.SIGCONT)
     faults.mark("sigstop", stopped_at, now())
     wait_for(lambda: _running_by("default", paused.pid) == 0, 30, "the paused worker")
-    time.sleep(1.0)  # let its acknowledgements arrive (and be refused)
+    assert paused.alive(), "the paused worker died"
+    # A worker that stops has written every acknowledgement it held first, so
+    # once it has exited, each has arrived (and been refused): it says so.
+    paused.signal(signal.SIGTERM)
+    assert paused.process.wait(30) == 0, paused.output()
+    assert "4 lease_lost" in paused.output(), paused.output()
     result = harness.check(
         "default",
         "workers: SIGSTOP past the lease, then SIGCONT",
@@ -342,7 +349,6 @@ def test_sigstop_past_the_lease_then_sigcont(pg: Workers) -> None:
             ),
         },
     )
-    assert paused.alive(), "the paused worker died"
     # The paused worker's four executions all ended after their takeover.
     assert result.figures["stale_executions"] == 4
     assert result.figures["completions_applied"] == 4

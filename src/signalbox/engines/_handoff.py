@@ -26,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from django.db import connections
+from django.utils.translation import ngettext
 
 from signalbox import _forks, conf, engines, outbox
 
@@ -63,8 +64,13 @@ def publish(
             engines.get(alias).publish(group)
         except Exception as error:  # the rows stay; the relay hands them over
             logger.warning(
-                "Engine %r did not take %d deliveries (%s: %s); they stay in "
-                "the outbox for `signalbox relay`.",
+                ngettext(
+                    "Engine %r did not take %d delivery (%s: %s); it stays in "
+                    "the outbox for `signalbox relay`.",
+                    "Engine %r did not take %d deliveries (%s: %s); they stay in "
+                    "the outbox for `signalbox relay`.",
+                    len(group),
+                ),
                 alias,
                 len(group),
                 type(error).__name__,
@@ -86,7 +92,13 @@ def _mark(taken: Sequence[outbox.Handover]) -> None:
             outbox.mark_handed_over(group, using=using)
         except Exception as error:  # unmarked rows are handed over again, harmlessly
             logger.warning(
-                "Could not mark %d deliveries handed over: %s", len(group), error
+                ngettext(
+                    "Could not mark %d delivery handed over: %s",
+                    "Could not mark %d deliveries handed over: %s",
+                    len(group),
+                ),
+                len(group),
+                error,
             )
             connections[using].close()
 
@@ -172,7 +184,14 @@ class Publisher:
                 if marks:
                     _mark(marks)
             except Exception:  # never let the thread die; the relay has the rows
-                logger.exception("Handing over %d deliveries failed.", len(batch))
+                logger.exception(
+                    ngettext(
+                        "Handing over %d delivery failed.",
+                        "Handing over %d deliveries failed.",
+                        len(batch),
+                    ),
+                    len(batch),
+                )
             finally:
                 if marks:
                     # Marked once a second at most, from a web process: no

@@ -72,7 +72,14 @@ class Relay:
             self._last_rescue = now
             rescued = outbox.rescue(using=self.using)
             if rescued:
-                logger.warning("Took back %d deliveries whose lease expired.", rescued)
+                logger.warning(
+                    ngettext(
+                        "Took back %d delivery whose lease expired.",
+                        "Took back %d deliveries whose lease expired.",
+                        rescued,
+                    ),
+                    rescued,
+                )
         if now - self._last_bury >= 60:
             self._last_bury = now
             self._bury_unknown()
@@ -90,7 +97,12 @@ class Relay:
         taken = {each.id for each in _handoff.publish(due)}
         self._back_off({each.engine for each in due if each.id not in taken}, now)
         if taken:
-            logger.info("Handed over %d deliveries.", len(taken))
+            logger.info(
+                ngettext(
+                    "Handed over %d delivery.", "Handed over %d deliveries.", len(taken)
+                ),
+                len(taken),
+            )
         return len(taken)
 
     def _engines(self) -> list[str]:
@@ -116,7 +128,12 @@ class Relay:
         )
         if buried:
             logger.error(
-                "%d deliveries name receivers no process knows; marked dead.", buried
+                ngettext(
+                    "%d delivery names a receiver no process knows; marked dead.",
+                    "%d deliveries name receivers no process knows; marked dead.",
+                    buried,
+                ),
+                buried,
             )
 
 

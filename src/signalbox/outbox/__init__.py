@@ -24,6 +24,7 @@ from signalbox.outbox._base import (
 from signalbox.outbox._handover import handover_due, mark_handed_over
 from signalbox.outbox._housekeeping import (
     Pruned,
+    RetriedIds,
     bury_unknown,
     due_for,
     erase_payloads,
@@ -33,6 +34,7 @@ from signalbox.outbox._housekeeping import (
     prune,
     retry,
     retry_dead,
+    retry_dead_ids,
 )
 from signalbox.outbox._leases import (
     claim,
@@ -54,6 +56,7 @@ __all__ = [
     "Handover",
     "NewDelivery",
     "Pruned",
+    "RetriedIds",
     "Unreadable",
     "Waiting",
     "after",
@@ -80,6 +83,7 @@ __all__ = [
     "rescue",
     "retry",
     "retry_dead",
+    "retry_dead_ids",
     "retry_later",
     "unstarted",
 ]

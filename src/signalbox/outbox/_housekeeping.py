@@ -4,9 +4,10 @@ erasure, pruning, and the workers' own records."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.db import transaction
 from django.db.models import Q
 from django.db.models.functions import Now
 
@@ -63,6 +64,56 @@ def retry(filter_: Q, *, using: str) -> int:
 def retry_dead(filter_: Q, *, using: str) -> int:
     """:func:`retry` for the dead rows matching ``filter_`` only."""
     return retry(Q(state=State.DEAD) & filter_, using=using)
+
+
+@dataclass(slots=True)
+class RetriedIds:
+    """What :func:`retry_dead_ids` did with each id it was given."""
+
+    retried: list[int] = field(default_factory=list)
+    """Dead deliveries made available again."""
+    missing: list[int] = field(default_factory=list)
+    """Ids no delivery has (never was, or pruned)."""
+    not_dead: dict[int, str] = field(default_factory=dict)
+    """Deliveries left alone because they are not dead, with their state."""
+    erased: list[int] = field(default_factory=list)
+    """Dead deliveries whose payload was erased: nothing is left to run."""
+
+    @property
+    def refused(self) -> int:
+        """How many ids were not retried, for whatever reason."""
+        return len(self.missing) + len(self.not_dead) + len(self.erased)
+
+
+def retry_dead_ids(ids: Iterable[int], *, using: str) -> RetriedIds:
+    """:func:`retry_dead` for the deliveries ``ids``, saying what became of each.
+
+    The named rows are read and changed in one transaction, with their row
+    locks held where the database has them, so the account is the change:
+    each id is in exactly one of the result's lists.
+    """
+    wanted = sorted(set(ids))
+    result = RetriedIds()
+    with transaction.atomic(using=using):
+        rows = (
+            _rows(using)
+            .select_for_update()
+            .filter(id__in=wanted)
+            .values_list("id", "state", "payload_erased_at")
+        )
+        found = {pk: (state, erased_at) for pk, state, erased_at in rows}
+        for pk in wanted:
+            if pk not in found:
+                result.missing.append(pk)
+            elif found[pk][0] != State.DEAD:
+                result.not_dead[pk] = str(found[pk][0])
+            elif found[pk][1] is not None:
+                result.erased.append(pk)
+            else:
+                result.retried.append(pk)
+        if result.retried:
+            retry_dead(Q(id__in=result.retried), using=using)
+    return result
 
 
 def erase_payloads(filter_: Q, *, using: str) -> int:

@@ -147,10 +147,10 @@ class Worker:
         transaction they concern.
         """
         logger.info(
-            "Worker %s runs %d receivers on queues %s in the caller's "
-            "transaction, one at a time.",
+            "Worker %s runs %s on queues %s in the caller's transaction, one "
+            "at a time.",
             self.name,
-            len(self._receivers),
+            _receivers(len(self._receivers)),
             ",".join(self.queues),
         )
         self._rescue()
@@ -363,10 +363,16 @@ class Worker:
             self._count(Outcome.COMPLETED, len(applied))
             self._count(Outcome.LEASE_LOST, len(batch) - len(applied))
         if len(applied) < len(batch):
+            lost = len(batch) - len(applied)
             logger.warning(
-                "%d completed deliveries had lost their lease; another worker "
-                "runs them again.",
-                len(batch) - len(applied),
+                ngettext(
+                    "%d completed delivery had lost its lease; another worker "
+                    "runs it again.",
+                    "%d completed deliveries had lost their lease; another worker "
+                    "runs them again.",
+                    lost,
+                ),
+                lost,
             )
         self._wake.set()
 
@@ -461,7 +467,14 @@ class Worker:
     def _rescue(self) -> None:
         rescued = outbox.rescue(using=self.using)
         if rescued:
-            logger.warning("Took back %d deliveries whose lease expired.", rescued)
+            logger.warning(
+                ngettext(
+                    "Took back %d delivery whose lease expired.",
+                    "Took back %d deliveries whose lease expired.",
+                    rescued,
+                ),
+                rescued,
+            )
             self._wake.set()
 
     def _bury_unknown(self) -> None:
@@ -476,7 +489,12 @@ class Worker:
         )
         if buried:
             logger.error(
-                "%d deliveries name receivers no worker knows; marked dead.", buried
+                ngettext(
+                    "%d delivery names a receiver no worker knows; marked dead.",
+                    "%d deliveries name receivers no worker knows; marked dead.",
+                    buried,
+                ),
+                buried,
             )
 
     # -- stopping -------------------------------------------------------------
@@ -516,7 +534,13 @@ class Worker:
         self._guarded(lambda: outbox.forget_worker(self.name, using=self.using))
         self._restore_durability()
         logger.info(
-            "Worker %s stopped after %d deliveries.", self.name, self.counts.total
+            ngettext(
+                "Worker %s stopped after %d delivery.",
+                "Worker %s stopped after %d deliveries.",
+                self.counts.total,
+            ),
+            self.name,
+            self.counts.total,
         )
 
     def _restore_durability(self) -> None:
@@ -549,12 +573,25 @@ class Worker:
         try:
             released = outbox.release(claimed, using=self.using)
         except Exception:  # the leases will expire and bring them back
-            logger.exception("Could not give back %d deliveries.", len(claimed))
+            logger.exception(
+                ngettext(
+                    "Could not give back %d delivery.",
+                    "Could not give back %d deliveries.",
+                    len(claimed),
+                ),
+                len(claimed),
+            )
             return
         with self._lock:
             for each in claimed:
                 self._held.pop(each.id, None)
-        logger.warning("Gave back %d deliveries (%s).", released, why)
+        logger.warning(
+            ngettext(
+                "Gave back %d delivery (%s).", "Gave back %d deliveries (%s).", released
+            ),
+            released,
+            why,
+        )
 
 
 def _by_engine(

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 
 from django.db import connections
+from django.utils.translation import ngettext
 
 from signalbox import outbox
 
@@ -93,8 +94,13 @@ class Acknowledger(threading.Thread):
                     connections[self.using].close()
                     if self._closed:
                         logger.warning(
-                            "Could not acknowledge %d deliveries (%s); their "
-                            "leases will bring them back.",
+                            ngettext(
+                                "Could not acknowledge %d delivery (%s); its "
+                                "lease will bring it back.",
+                                "Could not acknowledge %d deliveries (%s); their "
+                                "leases will bring them back.",
+                                len(batch),
+                            ),
                             len(batch),
                             error,
                         )

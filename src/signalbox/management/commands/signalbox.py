@@ -13,26 +13,45 @@
     age, the keys no running worker knows, and the engine queues whose
     handed-over rows nobody started.
 ``retry [ids ...] [--dead] [--receiver KEY]``
-    Make dead deliveries available again, with fresh attempts.
+    Make dead deliveries available again, with fresh attempts. Each named id
+    that could not be retried is listed with the reason, and the command then
+    exits non-zero.
 ``prune``
     Delete completed and dead deliveries older than their retention, and
     erase the payloads of dead deliveries older than theirs.
+
+Every subcommand takes Django's common options (``-v``, ``--settings``,
+``--pythonpath``, ``--traceback``, ``--no-color``, ``--force-color``,
+``--skip-checks``) after its name as well as before it. ``-v`` sets the level
+of the ``signalbox`` loggers (0 warnings, 2 info, 3 debug), which is what a
+worker or a relay has to say.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import copy
 import json
+import logging
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import (
+    BaseCommand,
+    CommandError,
+    CommandParser,
+    DjangoHelpFormatter,
+)
 from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Q
 from django.utils.translation import ngettext
 
 from signalbox import conf, engines, outbox
 from signalbox.engines.relay import Relay
+from signalbox.models import Delivery
 from signalbox.observe import inventory, status
 from signalbox.worker import Worker, install_signal_handlers
 
@@ -41,15 +60,20 @@ class Command(BaseCommand):
     help = "Inspect and run signalbox: `manage.py signalbox <subcommand> --help`."
 
     def add_arguments(self, parser: CommandParser) -> None:
+        common = _common_options(parser)
         subcommands = parser.add_subparsers(
             dest="subcommand", required=True, metavar="subcommand"
         )
-        listing = subcommands.add_parser(
-            "list", help="Every signal that has receivers, and how each one runs."
-        )
+
+        def add(name: str, help: str) -> CommandParser:
+            return subcommands.add_parser(
+                name, help=help, parents=[common], formatter_class=DjangoHelpFormatter
+            )
+
+        listing = add("list", "Every signal that has receivers, and how each one runs.")
         listing.add_argument("--json", action="store_true", help="Print JSON.")
 
-        worker = subcommands.add_parser("worker", help="Run background receivers.")
+        worker = add("worker", "Run background receivers.")
         worker.add_argument(
             "--queues", default="default", help="Comma-separated queues."
         )
@@ -63,29 +87,26 @@ class Command(BaseCommand):
             "--relay", action="store_true", help="Also run the relay (see relay)."
         )
 
-        relay = subcommands.add_parser(
-            "relay", help="Hand engines the deliveries they do not have yet."
-        )
+        relay = add("relay", "Hand engines the deliveries they do not have yet.")
         relay.add_argument("--once", action="store_true", help="One pass, then exit.")
         relay.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
-        report = subcommands.add_parser("status", help="Deliveries by state.")
+        report = add("status", "Deliveries by state.")
         report.add_argument("--json", action="store_true", help="Print JSON.")
         report.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
-        retry = subcommands.add_parser("retry", help="Retry dead deliveries.")
+        retry = add("retry", "Retry dead deliveries.")
         retry.add_argument("ids", nargs="*", type=int, help="Delivery ids.")
         retry.add_argument("--dead", action="store_true", help="Every dead delivery.")
         retry.add_argument("--receiver", help="Dead deliveries of this receiver key.")
         retry.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
-        prune = subcommands.add_parser(
-            "prune", help="Delete old finished deliveries; erase old dead payloads."
-        )
+        prune = add("prune", "Delete old finished deliveries; erase old dead payloads.")
         prune.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        getattr(self, f"_{options['subcommand']}")(options)
+        with _logging_at(options["verbosity"]):
+            getattr(self, f"_{options['subcommand']}")(options)
 
     def _list(self, options: dict[str, Any]) -> None:
         listings = inventory.connected_receivers()
@@ -103,7 +124,11 @@ class Command(BaseCommand):
                     f"sender={r.sender or '*':<20} {r.location}"
                 )
         total = sum(len(listing.receivers) for listing in listings)
-        self.stdout.write(f"\n{total} receivers on {len(listings)} signals.")
+        receivers = ngettext("%(count)d receiver", "%(count)d receivers", total)
+        signals = ngettext("%(count)d signal", "%(count)d signals", len(listings))
+        self.stdout.write(
+            f"\n{receivers % {'count': total}} on {signals % {'count': len(listings)}}."
+        )
 
     def _worker(self, options: dict[str, Any]) -> None:
         worker = Worker(
@@ -130,7 +155,13 @@ class Command(BaseCommand):
     def _relay(self, options: dict[str, Any]) -> None:
         relay = Relay(using=options["database"])
         if options["once"]:
-            self.stdout.write(f"Handed over {relay.run_once()} deliveries.")
+            count = relay.run_once()
+            handed = ngettext(
+                "Handed over %(count)d delivery.",
+                "Handed over %(count)d deliveries.",
+                count,
+            )
+            self.stdout.write(handed % {"count": count})
             return
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: relay.stop())
@@ -145,15 +176,82 @@ class Command(BaseCommand):
         self.stdout.write(report.as_text())
 
     def _retry(self, options: dict[str, Any]) -> None:
-        if not (options["ids"] or options["dead"] or options["receiver"]):
+        ids, receiver = options["ids"], options["receiver"]
+        if not (ids or options["dead"] or receiver):
             raise CommandError("Name delivery ids, or use --dead or --receiver KEY.")
-        which = Q()
-        if options["ids"]:
-            which &= Q(id__in=options["ids"])
-        if options["receiver"]:
-            which &= Q(receiver=options["receiver"])
-        count = outbox.retry_dead(which, using=options["database"])
-        self.stdout.write(f"{count} dead deliveries are available again.")
+        if ids and receiver:
+            raise CommandError(
+                "Name delivery ids or --receiver KEY, not both: ids already say "
+                "which deliveries."
+            )
+        if ids:
+            self._retry_ids(ids, using=options["database"])
+        else:
+            self._retry_matching(receiver, using=options["database"])
+
+    def _retry_ids(self, ids: list[int], *, using: str) -> None:
+        """Retry the named dead deliveries; fail naming each id left alone, and why.
+
+        Some ids retried and some not is an error too: whoever named them
+        expected all of them to run again.
+        """
+        done = outbox.retry_dead_ids(ids, using=using)
+        self._say_available(len(done.retried))
+        if not done.refused:
+            return
+        reasons = dict.fromkeys(done.missing, "no such delivery")
+        reasons |= {
+            pk: f"{state}, not dead (only dead deliveries are retried)"
+            for pk, state in done.not_dead.items()
+        }
+        reasons |= dict.fromkeys(
+            done.erased, "dead, but its payload was erased: it cannot run again"
+        )
+        named = done.refused + len(done.retried)
+        heading = ngettext(
+            "%(refused)d of %(named)d named delivery was not retried:",
+            "%(refused)d of %(named)d named deliveries were not retried:",
+            named,
+        ) % {"refused": done.refused, "named": named}
+        lines = [f"  {pk}: {reasons[pk]}" for pk in sorted(reasons)]
+        raise CommandError("\n".join([heading, *lines]))
+
+    def _retry_matching(self, receiver: str | None, *, using: str) -> None:
+        """Retry every dead delivery (of ``receiver``, when given).
+
+        Nothing dead is no error (what was asked for holds), but a receiver
+        key no delivery has is: it is most likely mistyped.
+        """
+        which = Q(receiver=receiver) if receiver else Q()
+        if receiver and not Delivery.objects.using(using).filter(which).exists():
+            raise CommandError(
+                f"No delivery has the receiver key {receiver!r}; `signalbox "
+                "status` lists the keys of the deliveries there are."
+            )
+        self._say_available(outbox.retry_dead(which, using=using))
+        erased = (
+            Delivery.objects.using(using)
+            .dead()
+            .filter(which, payload_erased_at__isnull=False)
+            .count()
+        )
+        if erased:
+            left = ngettext(
+                "%(count)d dead delivery was left alone: its payload was erased, "
+                "so it cannot run again.",
+                "%(count)d dead deliveries were left alone: their payloads were "
+                "erased, so they cannot run again.",
+                erased,
+            )
+            self.stdout.write(left % {"count": erased})
+
+    def _say_available(self, count: int) -> None:
+        available = ngettext(
+            "%(count)d dead delivery is available again.",
+            "%(count)d dead deliveries are available again.",
+            count,
+        )
+        self.stdout.write(available % {"count": count})
 
     def _prune(self, options: dict[str, Any]) -> None:
         settings = conf.get()
@@ -163,11 +261,78 @@ class Command(BaseCommand):
             dead_payload=settings.dead_payload_retention,
             using=options["database"],
         )
-        self.stdout.write(
-            f"Deleted {pruned.completed} completed and {pruned.dead} dead "
-            f"deliveries; erased the payloads of {pruned.erased} dead deliveries "
-            f"(their rows are kept)."
+        completed = ngettext(
+            "Deleted %(count)d completed delivery",
+            "Deleted %(count)d completed deliveries",
+            pruned.completed,
+        ) % {"count": pruned.completed}
+        dead = ngettext(
+            "%(count)d dead delivery", "%(count)d dead deliveries", pruned.dead
+        ) % {"count": pruned.dead}
+        erased = ngettext(
+            "erased the payload of %(count)d dead delivery (its row is kept)",
+            "erased the payloads of %(count)d dead deliveries (their rows are kept)",
+            pruned.erased,
+        ) % {"count": pruned.erased}
+        self.stdout.write(f"{completed} and {dead}; {erased}.")
+
+
+_LOG_LEVELS = {0: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}
+"""What ``-v`` makes of the ``signalbox`` loggers' level; 1 leaves LOGGING's."""
+
+
+@contextlib.contextmanager
+def _logging_at(verbosity: int) -> Iterator[None]:
+    """Apply ``-v`` to the ``signalbox`` loggers while a subcommand runs: what
+    a worker or a relay logs is most of what they say.
+
+    0 shows warnings and errors only, 1 leaves the level LOGGING set, 2 shows
+    INFO (start-up, hand-overs, stops) and 3 DEBUG too. At 2 and 3, when no
+    handler would show signalbox's records (Django's default LOGGING has none
+    for them), one on stderr does, so that ``-v 2`` always shows more. Both
+    are undone on the way out.
+    """
+    level = _LOG_LEVELS.get(verbosity)
+    if level is None:
+        yield
+        return
+    logger = logging.getLogger("signalbox")
+    previous, added = logger.level, None
+    if level < logging.WARNING and not logger.hasHandlers():
+        added = logging.StreamHandler()
+        added.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
         )
+        logger.addHandler(added)
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+        if added is not None:
+            logger.removeHandler(added)
+
+
+def _common_options(parser: CommandParser) -> CommandParser:
+    """Django's common options (``-v``, ``--settings``, ``--traceback``, …) as
+    a parent parser for the subcommands.
+
+    argparse gives everything after a subcommand's name to that subcommand's
+    parser, which refuses options it was not given: ``signalbox relay -v 2``
+    failed. These are copies of the options ``parser`` holds when
+    ``add_arguments`` runs (Django adds its own first), whatever the Django
+    version offers. Their default is "absent", so a subcommand given none
+    keeps what was given before its name (``signalbox -v 2 relay``), or
+    Django's default.
+    """
+    common = CommandParser(add_help=False)
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        copied = copy.copy(action)
+        copied.default = argparse.SUPPRESS
+        common._add_action(copied)
+    return common
 
 
 def _left_to_others(worker: Worker) -> list[str]:
