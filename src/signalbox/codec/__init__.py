@@ -40,6 +40,12 @@ unsaved, and :func:`from_snapshot` is true for it. A queryset travels as its
 membership at send time: the pks, decoded as ``filter(pk__in=...)`` on the
 model's base manager, in the model's default ordering.
 
+Numbers have bounds, so that reading one costs little whatever a row says:
+an int has at most 4300 digits (Python's limit for ``str(int)``), a Decimal
+at most 1000 digits and an exponent from -1000 to 1000. :func:`encode`
+refuses what lies beyond them, and :func:`decode` reads no text longer than
+they allow.
+
 Types are kept exactly, so subclasses (``OrderedDict``, ``defaultdict``,
 namedtuples, ``SafeString``, members of an unregistered ``IntEnum``) are
 refused rather than arriving as their base; only ``datetime`` and ``date``
@@ -141,9 +147,12 @@ def decode(payload: Mapping[str, Any]) -> dict[str, object]:
     """Return the keyword arguments :func:`encode` turned into ``payload``.
 
     Each model instance costs one query; a row that is gone is rebuilt from
-    its snapshot. Raises :class:`DecodeError` for anything :func:`encode`
-    could not have written. Database errors while fetching (an outage, say)
-    propagate unchanged: they are not the payload's fault.
+    its snapshot, each value through its field's ``to_python()``. Raises
+    :class:`DecodeError` for anything :func:`encode` could not have written,
+    and for anything that goes wrong while decoding, naming the place and
+    never the value. Database errors while fetching (an outage, say)
+    propagate unchanged: they are not the payload's fault (a ``DataError``
+    is, and is a DecodeError).
     """
     if (
         not isinstance(payload, Mapping)
