@@ -995,6 +995,64 @@ def test_garbage_senders_only_ever_raise_decode_error(data: Any) -> None:
         codec.decode_sender(data)
 
 
+# --- numbers have bounds -----------------------------------------------------------
+
+WITHIN_BOUNDS = [
+    10**4299,
+    -(10**4299),
+    2**14284 - 1,
+    Decimal("1E+1000"),
+    Decimal("-1E-1000"),
+    Decimal("9" * 1000),
+    Decimal("0." + "1" * 999),
+    Decimal("NaN"),
+    Decimal("-Infinity"),
+]
+BEYOND_BOUNDS = [
+    10**4300,
+    -(2**14284),
+    Decimal("1E+1001"),
+    Decimal("1E-1001"),
+    Decimal("1e300000"),
+    Decimal("9" * 1001),
+]
+
+
+def number_id(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return f"Decimal {value:.2E}" if value.is_finite() else str(value)
+    return f"int of {value.bit_length()} bits"
+
+
+@pytest.mark.parametrize("value", WITHIN_BOUNDS, ids=number_id)
+def test_numbers_within_bounds_travel(value: Any) -> None:
+    back = roundtrip({"n": value})["n"]
+    assert type(back) is type(value)
+    assert str(back) == str(value) if isinstance(value, Decimal) else back == value
+
+
+@pytest.mark.parametrize("value", BEYOND_BOUNDS, ids=number_id)
+def test_numbers_beyond_bounds_are_refused_at_send_and_when_read(value: Any) -> None:
+    # What decode() would refuse, send() refuses first, with the bounds.
+    with pytest.raises(CodecError, match=r"out of bounds|over 4300 digits"):
+        codec.encode({"n": value}, signal=SIGNAL, receiver=RECEIVER)
+    text = str(value) if isinstance(value, Decimal) else hex(value)
+    tag = "decimal" if isinstance(value, Decimal) else "int"
+    with pytest.raises(DecodeError, match=r"out of bounds|too long"):
+        codec.decode(tagged(tag, text))
+
+
+@pytest.mark.parametrize(
+    ("tag", "text"),
+    [("float", "1" * 33), ("decimal", "1" * 1017), ("int", "f" * 4301)],
+)
+def test_number_text_too_long_is_refused_before_it_is_converted(
+    tag: str, text: str
+) -> None:
+    with pytest.raises(DecodeError, match="too long"):
+        codec.decode(tagged(tag, text))
+
+
 # --- snapshots the model's fields refuse -------------------------------------------
 
 # Secrets shaped as a name, an e-mail address and neither: what a snapshot

@@ -42,7 +42,7 @@ model's base manager, in the model's default ordering.
 
 Numbers have bounds, so that reading one costs little whatever a row says:
 an int has at most 4300 digits (Python's limit for ``str(int)``), a Decimal
-at most 1000 digits and an exponent from -1000 to 1000. :func:`encode`
+at most 1000 digits, its leading one between 1E-1000 and 1E+1000. :func:`encode`
 refuses what lies beyond them, and :func:`decode` reads no text longer than
 they allow.
 

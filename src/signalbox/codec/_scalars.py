@@ -40,12 +40,12 @@ _ZONE_KEY: Final = re.compile(r"[A-Za-z0-9_+\-]+(?:/[A-Za-z0-9_+\-]+)*")
 # one this size to an int (as Django does for an integer pk) takes under a
 # millisecond, where 1e300000 takes minutes.
 _DECIMAL_DIGITS: Final = 1000
-_DECIMAL_EXPONENT: Final = 1000
+_DECIMAL_MAGNITUDE: Final = 1000
 _DECIMAL_TEXT: Final = _DECIMAL_DIGITS + 16  # sign, point, "E-1000", "sNaN"
 _INT_BOUND: Final = f"ints of up to {_MAX_DIGITS} digits travel"
 _DECIMAL_BOUND: Final = (
-    f"Decimals of up to {_DECIMAL_DIGITS} digits, with exponents from "
-    f"-{_DECIMAL_EXPONENT} to {_DECIMAL_EXPONENT}, travel"
+    f"Decimals of up to {_DECIMAL_DIGITS} digits, between 1E-{_DECIMAL_MAGNITUDE} "
+    f"and 1E+{_DECIMAL_MAGNITUDE} in size, travel"
 )
 
 # --- writing ----------------------------------------------------------------------
@@ -74,9 +74,10 @@ def _encode_int(value: int) -> Any:
 
 
 def _encode_decimal(value: Decimal) -> Any:
-    if _out_of_bounds(value):
+    text = str(value)
+    if _out_of_bounds(value, text):
         raise _Problem(f"found a Decimal out of bounds; {_DECIMAL_BOUND}")
-    return _tag("decimal", str(value))
+    return _tag("decimal", text)
 
 
 def _b64(data: bytes) -> str:
@@ -165,21 +166,21 @@ def _decode_float(data: Any, depth: int) -> float:
 
 def _decode_decimal(data: Any, depth: int) -> Decimal:
     value = _parsed(Decimal, data, "a decimal", _DECIMAL_TEXT)
-    if _out_of_bounds(value):
+    if _out_of_bounds(value, data):
         raise _Problem(f"{_show(data)} is out of bounds; {_DECIMAL_BOUND}")
     return value
 
 
-def _out_of_bounds(value: Decimal) -> bool:
-    """Whether ``value`` has more digits, or a larger exponent, than may travel.
-
-    (NaN and the infinities have no exponent; the text's length bounds a NaN's
-    diagnostic digits.)
+def _out_of_bounds(value: Decimal, text: str | None = None) -> bool:
+    """Whether ``value`` has more digits, or a larger or smaller leading digit's
+    power of ten, than may travel; ``text``, its str, spares counting digits
+    when it is short. (NaN and the infinities count as 1E+0.)
     """
-    if not value.is_finite():
+    if not -_DECIMAL_MAGNITUDE <= value.adjusted() <= _DECIMAL_MAGNITUDE:
+        return True
+    if text is not None and len(text) <= _DECIMAL_DIGITS:
         return False
-    _, digits, exponent = value.as_tuple()
-    return len(digits) > _DECIMAL_DIGITS or abs(int(exponent)) > _DECIMAL_EXPONENT
+    return len(value.as_tuple().digits) > _DECIMAL_DIGITS
 
 
 def _decode_timedelta(data: Any, depth: int) -> timedelta:
