@@ -26,6 +26,7 @@ import re
 import sys
 import time
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from io import StringIO
@@ -37,6 +38,7 @@ from django.core.management import call_command
 from django.db import transaction
 from django.test import override_settings
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 
 import signalbox
 from signalbox import codec, outbox, registry
@@ -771,8 +773,18 @@ def test_a_secret_is_kept_out_of_sight_when_the_codec_refuses_it(
         {NAME_SECRET: [Opaque("x")]},
         [{EMAIL_SECRET: {NAME_SECRET: {Opaque("x")}}}],
         {"ok": 1, NAME_SECRET: {"token": Opaque(NAME_SECRET)}},
+        {EMAIL_SECRET: mark_safe(NAME_SECRET)},
+        {"cards": OrderedDict({NAME_SECRET: EMAIL_SECRET})},
     ],
-    ids=["e-mail key", "e-mail key, bad inner key", "name key", "nested keys", "both"],
+    ids=[
+        "e-mail key",
+        "e-mail key, bad inner key",
+        "name key",
+        "nested keys",
+        "both",
+        "a name in a str subclass",
+        "in a dict subclass",
+    ],
 )
 def test_dict_keys_are_kept_out_of_sight_when_the_codec_refuses_a_value(
     connect: Any, watched: Callable[[], None], value: object

@@ -122,7 +122,7 @@ def _decode_keywords(data: Any) -> dict[str, Any]:
     """The keyword arguments: a JSON object, or pairs when a name needed it."""
     if type(data) is dict and TAG in data:
         if data[TAG] != "dict" or set(data) != {TAG, "v"}:
-            raise _Problem(f"found {_show(data)}, not a dict")
+            raise _Problem("found a tagged value, not a dict")
         return _decode_dict(data["v"], 0, pairs=True, place=_keyword)
     if type(data) is not dict:
         raise _Problem(f"found a {_kind(data)}, not a dict")
