@@ -611,3 +611,40 @@ def test_a_receiver_connected_between_deliveries_is_found_by_the_next() -> None:
     order_paid.send(sender=None, n=1)
     failing = Delivery.objects.get(receiver__endswith="failing_job")
     assert deliver(failing.pk, engine="broker") == Outcome.RETRYING
+
+
+HOSTILE_KWARGS = {
+    # int(Decimal("1e300000")), which Django runs on an integer pk: seconds.
+    "costly pk": {"$sb": "decimal", "v": "1e300000"},
+    # A snapshot value the field refuses: Django's ValidationError quotes it.
+    "refused snapshot": "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+}
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE_KWARGS))
+def test_an_engine_task_buries_a_hostile_row_at_once_as_a_decode_error(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The engines' task bodies decode through the same run_delivery as the
+    # embedded worker: a forged row is dead at once, quoting nothing.
+    connect(remote_job)
+    order_paid.send(sender=None, n=1)
+    row = Delivery.objects.get()
+    value = HOSTILE_KWARGS[kind]
+    reference = {"model": "testapp.Invoice", "db": "default", "pk": 2**40}
+    reference |= {"fields": {}, "strings": {}}
+    if kind == "costly pk":
+        reference["pk"] = value
+    else:
+        reference["strings"] = {"issued": value}
+    row.payload["kwargs"]["values"]["n"] = {"$sb": "model", "v": reference}
+    Delivery.objects.filter(pk=row.pk).update(payload=row.payload)
+    started = time.monotonic()
+    assert deliver(row.pk, engine="broker") == Outcome.DEAD
+    assert time.monotonic() - started < 1.0
+    row.refresh_from_db()
+    assert (row.reason, row.attempt) == ("decode_error", 1)
+    assert ran == []
+    logged = [r.getMessage() + (r.exc_text or "") for r in caplog.records]
+    assert not [text for text in [row.error, *logged] if "1e300000" in text]
+    assert not [text for text in [row.error, *logged] if str(value) in text]

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import enum
 import json
 import logging
 import re
 import sys
+import time
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from io import StringIO
@@ -35,6 +38,7 @@ from django.core.management import call_command
 from django.db import transaction
 from django.test import override_settings
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 
 import signalbox
 from signalbox import codec, outbox, registry
@@ -482,6 +486,19 @@ def test_the_command_line_needs_no_django_user_and_names_none() -> None:
 # --- a secret sent down every path -------------------------------------------------
 
 SECRET = "s3cr3t-sentinel-5d1f0a"
+# A secret that has the shape of a name (a type name, a model label, a
+# keyword), and one that has the shape of an e-mail address: messages that
+# quote "names" or dict keys would show them, where the hyphens of SECRET
+# keep it out of every place a name can be shown.
+NAME_SECRET = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
+EMAIL_SECRET = "alice.s3cr3t@example.com"
+SECRETS = (SECRET, NAME_SECRET, EMAIL_SECRET)
+
+
+@codec.register
+class Tier(enum.Enum):
+    GOLD = "gold"
+
 
 guarded = signalbox.Signal()
 ran: list[str] = []
@@ -538,14 +555,19 @@ def assert_nowhere(caplog: pytest.LogCaptureFixture) -> None:
                 record.exc_text or "",
                 repr(vars(record)),
             ]
-            assert not any(SECRET in text for text in seen), record.getMessage()
+            assert not any(hidden(text) for text in seen), record.getMessage()
     for row in Delivery.objects.all():
-        assert SECRET not in repr(row)
-        assert SECRET not in str(row)
+        assert not hidden(repr(row))
+        assert not hidden(str(row))
     for args in (["status"], ["status", "--json"], ["list"], ["list", "--json"]):
         out = StringIO()
         call_command("signalbox", *args, stdout=out)
-        assert SECRET not in out.getvalue(), args
+        assert not hidden(out.getvalue()), args
+
+
+def hidden(text: str) -> list[str]:
+    """The secrets ``text`` shows."""
+    return [secret for secret in SECRETS if secret in text]
 
 
 def drain() -> dict[Outcome, int]:
@@ -626,6 +648,21 @@ def test_a_secret_is_kept_out_of_sight_for_an_unknown_receiver(
     watched()
 
 
+ORDER_REF = {"model": "testapp.Order", "db": "default", "pk": 1}
+ORDER_REF |= {"fields": {}, "strings": {}}
+ORDER_SET = {"model": "testapp.Order", "db": "default"}
+
+
+def snapshot(
+    fields: dict[str, Any] | None = None, strings: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The arguments ``{"token": <an Invoice whose row is gone>}``, as the
+    codec writes them, with ``fields`` and ``strings`` in its snapshot."""
+    reference = {"model": "testapp.Invoice", "db": "default", "pk": 2**40}
+    reference |= {"fields": fields or {}, "strings": strings or {}}
+    return {"format": 1, "values": {"token": {"$sb": "model", "v": reference}}}
+
+
 MALFORMED = [
     {"sender": None, "kwargs": {"format": 1, "values": {"token": SECRET}, "x": 1}},
     {"sender": None, "kwargs": {"format": 1, "values": [SECRET]}},
@@ -636,6 +673,44 @@ MALFORMED = [
     {"sender": {"$sb": "type", "v": SECRET}, "kwargs": tagged("int", "1")},
     {"sender": SECRET},
     SECRET,
+    # Secrets shaped like names and e-mail addresses, as dict keys and values,
+    # and where a type, model, member or database name belongs.
+    {"sender": None, "kwargs": tagged("dict", [[NAME_SECRET, {"$sb": "uuid"}]])},
+    {"sender": None, "kwargs": tagged("uuid", NAME_SECRET)},
+    {"sender": None, "kwargs": tagged("date", EMAIL_SECRET)},
+    {
+        "sender": None,
+        "kwargs": {
+            "format": 1,
+            "values": {"token": {EMAIL_SECRET: {NAME_SECRET: tagged("set", [[1]])}}},
+        },
+    },
+    {"sender": None, "kwargs": {"format": 1, "values": {EMAIL_SECRET: [{"$sb": 1}]}}},
+    {"sender": None, "kwargs": tagged("enum", [NAME_SECRET, "GOLD"])},
+    {"sender": None, "kwargs": tagged("enum", [f"{__name__}.Tier", NAME_SECRET])},
+    {"sender": None, "kwargs": tagged("enum", [f"{__name__}.Tier", EMAIL_SECRET])},
+    {"sender": None, "kwargs": tagged("dataclass", [NAME_SECRET, {}])},
+    {"sender": None, "kwargs": tagged("dataclass", [f"{__name__}.Tier", {}])},
+    {"sender": None, "kwargs": tagged("type", f"{NAME_SECRET}.{NAME_SECRET}")},
+    {"sender": None, "kwargs": tagged("modelclass", NAME_SECRET)},
+    {"sender": None, "kwargs": tagged("modelclass", f"testapp.{NAME_SECRET}")},
+    {"sender": None, "kwargs": tagged("modelclass", EMAIL_SECRET)},
+    {
+        "sender": {"$sb": "modelclass", "v": f"{NAME_SECRET}.Order"},
+        "kwargs": {"format": 1, "values": {}},
+    },
+    {"sender": {"$sb": "type", "v": NAME_SECRET}, "kwargs": tagged("int", "1")},
+    {"sender": None, "kwargs": tagged("model", {**ORDER_REF, "db": NAME_SECRET})},
+    {"sender": None, "kwargs": tagged("model", {**ORDER_REF, "pk": NAME_SECRET})},
+    {"sender": None, "kwargs": tagged("model", {**ORDER_REF, "pk": EMAIL_SECRET})},
+    {"sender": None, "kwargs": tagged("queryset", {**ORDER_SET, "pks": [NAME_SECRET]})},
+    # A snapshot whose field refuses a value: Django's ValidationError quotes it.
+    {"sender": None, "kwargs": snapshot(strings={"issued": NAME_SECRET})},
+    {"sender": None, "kwargs": snapshot(strings={"reference": EMAIL_SECRET})},
+    {"sender": None, "kwargs": snapshot(fields={"lines": NAME_SECRET})},
+    {"sender": None, "kwargs": snapshot(fields={"settled": EMAIL_SECRET})},
+    {"sender": None, "kwargs": snapshot(fields={NAME_SECRET: tagged("uuid", "x")})},
+    {"sender": None, "kwargs": snapshot(fields={"amount": {NAME_SECRET: 1}})},
 ]
 
 
@@ -654,7 +729,7 @@ def test_a_secret_is_kept_out_of_sight_when_a_payload_cannot_be_decoded(
     row = Delivery.objects.get()
     assert row.reason == "decode_error"
     # The error outlives an erased payload, so it must not quote it.
-    assert SECRET not in row.error
+    assert not hidden(row.error), row.error
     assert ran == []
     watched()
 
@@ -686,4 +761,94 @@ def test_a_secret_is_kept_out_of_sight_when_the_codec_refuses_it(
     assert SECRET not in text
     assert SECRET in repr(value)  # the value did hold it
     assert not Delivery.objects.exists()
+    watched()
+
+
+@secret_paths
+@pytest.mark.parametrize(
+    "value",
+    [
+        {EMAIL_SECRET: Opaque("x")},
+        {"emails": {EMAIL_SECRET: {1: "one"}}},
+        {NAME_SECRET: [Opaque("x")]},
+        [{EMAIL_SECRET: {NAME_SECRET: {Opaque("x")}}}],
+        {"ok": 1, NAME_SECRET: {"token": Opaque(NAME_SECRET)}},
+        {EMAIL_SECRET: mark_safe(NAME_SECRET)},
+        {"cards": OrderedDict({NAME_SECRET: EMAIL_SECRET})},
+    ],
+    ids=[
+        "e-mail key",
+        "e-mail key, bad inner key",
+        "name key",
+        "nested keys",
+        "both",
+        "a name in a str subclass",
+        "in a dict subclass",
+    ],
+)
+def test_dict_keys_are_kept_out_of_sight_when_the_codec_refuses_a_value(
+    connect: Any, watched: Callable[[], None], value: object
+) -> None:
+    # A dict key is data as much as its value is: the path to a value that
+    # cannot travel says where it is by position, never by key.
+    connect(guarded, accept, run="background")
+
+    def send() -> None:
+        try:
+            guarded.send(sender=None, token=value)
+        except CodecError:
+            logging.getLogger("tests.caller").exception("The send failed")
+            raise
+
+    with pytest.raises(CodecError) as refused:
+        send()
+    assert re.match(r"token\b.*\[<key \d>\]", refused.value.argument or "")
+    assert not hidden("".join(traceback.format_exception(refused.value)))
+    assert not Delivery.objects.exists()
+    watched()
+
+
+def decimal_pk(text: str) -> dict[str, Any]:
+    return tagged("model", {**ORDER_REF, "pk": {"$sb": "decimal", "v": text}})
+
+
+# Rows of a few hundred bytes (or a few megabytes) whose numbers would take
+# seconds to minutes to convert, holding the GIL: int(Decimal("1e300000")) is
+# what Django runs on an integer pk.
+COSTLY = {
+    "a pk of 1e300000": decimal_pk("1e300000"),
+    "a pk of 1e-300000": decimal_pk("1e-300000"),
+    "a pk of 100000 digits": decimal_pk("9" * 100_000),
+    "pks of 1e300000": tagged(
+        "queryset", {**ORDER_SET, "pks": [{"$sb": "decimal", "v": "1e300000"}] * 5}
+    ),
+    "a decimal of a million digits": tagged("decimal", "9" * 1_000_000),
+    "an int of a million hex digits": tagged("int", "f" * 1_000_000),
+    "a float of a million digits": tagged("float", "1" * 1_000_000),
+    "a snapshot's decimal text": snapshot(strings={"amount": "1e300000"}),
+    "a snapshot's integer from a decimal": snapshot(
+        fields={"lines": {"$sb": "decimal", "v": "1e300000"}}
+    ),
+}
+
+
+@secret_paths
+@pytest.mark.parametrize("kwargs", list(COSTLY.values()), ids=list(COSTLY))
+def test_a_row_whose_numbers_cost_too_much_is_dead_at_once(
+    connect: Any, watched: Callable[[], None], kwargs: dict[str, Any]
+) -> None:
+    connect(guarded, accept, run="background")
+    key = registry.receiver_key(accept)
+    payload = {"sender": None, "kwargs": kwargs}
+    outbox.enqueue(
+        [outbox.NewDelivery(signal="s", receiver=key, payload=payload)],
+        using="default",
+    )
+    started = time.monotonic()
+    assert drain() == {Outcome.DEAD: 1}
+    assert time.monotonic() - started < 1.0
+    row = Delivery.objects.get()
+    assert (row.reason, row.attempt) == ("decode_error", 1)
+    assert "out of bounds" in row.error or "too long" in row.error, row.error
+    assert ran == []
     watched()

@@ -40,6 +40,12 @@ unsaved, and :func:`from_snapshot` is true for it. A queryset travels as its
 membership at send time: the pks, decoded as ``filter(pk__in=...)`` on the
 model's base manager, in the model's default ordering.
 
+Numbers have bounds, so that reading one costs little whatever a row says:
+an int has at most 4300 digits (Python's limit for ``str(int)``), a Decimal
+at most 1000 digits, its leading one between 1E-1000 and 1E+1000. :func:`encode`
+refuses what lies beyond them, and :func:`decode` reads no text longer than
+they allow.
+
 Types are kept exactly, so subclasses (``OrderedDict``, ``defaultdict``,
 namedtuples, ``SafeString``, members of an unregistered ``IntEnum``) are
 refused rather than arriving as their base; only ``datetime`` and ``date``
@@ -49,8 +55,8 @@ survives SQLite but not PostgreSQL's jsonb, which sorts keys.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from django.db import models
 
@@ -58,6 +64,7 @@ from signalbox.codec._base import (
     FORMAT,
     SNAPSHOT_ATTRIBUTE,
     TAG,
+    _is_keyword,
     _kind,
     _Problem,
     _show,
@@ -65,11 +72,13 @@ from signalbox.codec._base import (
 
 # Every tag decode() reads, kept here for the tests that list them.
 from signalbox.codec._decoding import _DECODERS as _DECODERS
-from signalbox.codec._decoding import _decode
+from signalbox.codec._decoding import _decode, _decode_keywords, _outage
 from signalbox.codec._encoding import _CLASS_ADVICE, _encode, _encode_class, _object
 from signalbox.codec._registry import register
 from signalbox.codec._scalars import _encode_str
 from signalbox.exceptions import CodecError, DecodeError
+
+R = TypeVar("R")
 
 __all__ = [
     "FORMAT",
@@ -94,13 +103,13 @@ def encode(
     the database only to list a QuerySet's pks.
     """
     values: dict[str, Any] = {}
-    for name, value in kwargs.items():
+    for index, (name, value) in enumerate(kwargs.items()):
         try:
             if type(name) is not str:
                 raise _Problem(f"found a keyword that is {_show(name)}, not a str")
             values[name] = _encode(value, 1)
         except _Problem as problem:
-            where = problem.at(str(name))
+            where = problem.at(name if _is_keyword(name) else f"<keyword {index}>")
             raise CodecError(
                 f"Cannot send argument {where!r} of signal {signal} to background "
                 f"receiver {receiver}: {problem}.",
@@ -138,9 +147,12 @@ def decode(payload: Mapping[str, Any]) -> dict[str, object]:
     """Return the keyword arguments :func:`encode` turned into ``payload``.
 
     Each model instance costs one query; a row that is gone is rebuilt from
-    its snapshot. Raises :class:`DecodeError` for anything :func:`encode`
-    could not have written. Database errors while fetching (an outage, say)
-    propagate unchanged: they are not the payload's fault.
+    its snapshot, each value through its field's ``to_python()``. Raises
+    :class:`DecodeError` for anything :func:`encode` could not have written,
+    and for anything that goes wrong while decoding, naming the place and
+    never the value. Database errors while fetching (an outage, say)
+    propagate unchanged: they are not the payload's fault (a ``DataError``
+    is, and is a DecodeError).
     """
     if (
         not isinstance(payload, Mapping)
@@ -151,10 +163,7 @@ def decode(payload: Mapping[str, Any]) -> dict[str, object]:
         raise DecodeError(
             f"Not a signalbox payload of format {FORMAT}: {_show(payload)}"
         )
-    values = _decoded(payload["values"], "kwargs")
-    if type(values) is not dict:
-        raise DecodeError(f"Cannot decode kwargs: found a {_kind(values)}, not a dict.")
-    return values
+    return _decoded(_decode_keywords, payload["values"], "kwargs")
 
 
 def decode_sender(data: Any) -> object:
@@ -167,7 +176,7 @@ def decode_sender(data: Any) -> object:
         return data
     if type(data) is not dict or data.get(TAG) not in ("str", "modelclass", "type"):
         raise DecodeError(f"Cannot decode sender: {_show(data)} is not a sender.")
-    return _decoded(data, "sender")
+    return _decoded(lambda value: _decode(value, 0), data, "sender")
 
 
 def from_snapshot(instance: models.Model) -> bool:
@@ -178,9 +187,19 @@ def from_snapshot(instance: models.Model) -> bool:
     return bool(vars(instance).get(SNAPSHOT_ATTRIBUTE, False))
 
 
-def _decoded(data: Any, root: str) -> Any:
+def _decoded(decoder: Callable[[Any], R], data: Any, root: str) -> R:
+    """``decoder(data)``; anything it raises but an outage is a DecodeError.
+
+    The error names the place and what was found there, never the value; it
+    chains nothing, since the exception it replaces may quote the value.
+    """
     try:
-        return _decode(data, 0)
+        return decoder(data)
     except _Problem as problem:
         message = f"Cannot decode {problem.at(root)}: {problem}."
-        raise DecodeError(message) from problem.__cause__
+    except Exception as error:
+        # What no decoder turned into a _Problem: a bug here, or code it calls.
+        if _outage(error):
+            raise
+        message = f"Cannot decode {root}: found a {type(error).__name__} decoding it."
+    raise DecodeError(message) from None

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final
 
 FORMAT: Final = 1
@@ -13,6 +12,13 @@ TAG: Final = "$sb"
 SNAPSHOT_ATTRIBUTE: Final = "_signalbox_from_snapshot"
 _MAX_DEPTH: Final = 64
 _INT64: Final = 2**63
+# What a number may be, so that converting it costs little whatever a row
+# says: int(Decimal("1e300000")), which Django's IntegerField runs on a pk,
+# holds the GIL for seconds. 4300 digits is Python's own default limit on
+# int(str) and str(int) (sys.int_info.default_max_str_digits).
+_MAX_DIGITS: Final = 4300
+_MAX_INT_BITS: Final = 14_284  # 2**14284 has 4300 decimal digits
+_MAX_FLOAT_TEXT: Final = 32  # repr(float) writes at most 24 characters
 
 
 class _Problem(Exception):
@@ -27,7 +33,6 @@ class _Problem(Exception):
 
 
 _SIZED: Final = (str, bytes, list, tuple, dict, set, frozenset)
-_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 def _show(value: object) -> str:
@@ -45,16 +50,23 @@ def _show(value: object) -> str:
     return f"{article} {kind}{size}"
 
 
-def _name(value: object) -> str:
-    """``value`` quoted if it has the shape of a name, else :func:`_show`.
+def _key_place(index: int) -> str:
+    """Where the ``index``-th entry of a dict is, for a path in a message.
 
-    Type names, model labels, database aliases and enum member names are
-    written by ``encode()`` from the code, not from the data, and naming them
-    is what makes a message useful (which type this worker does not know).
+    Never the key itself: keys are data as much as values are (e-mail
+    addresses, tokens), and a path reaches the same places a value must not.
     """
-    if type(value) is str and len(value) <= 200 and _NAME.fullmatch(value):
-        return repr(value)
-    return _show(value)
+    return f"[<key {index}>]"
+
+
+def _is_keyword(name: object) -> bool:
+    """Whether ``name`` may be shown as the name of a keyword argument.
+
+    Keyword names are the signal's argument names, written in the code that
+    sends it, and naming them is what makes a message useful; a key that is
+    not an identifier came from data (``send(**some_dict)``), and is not shown.
+    """
+    return type(name) is str and name.isascii() and name.isidentifier()
 
 
 def _kind(value: object) -> str:

@@ -1,37 +1,49 @@
 """Decoding one value, recursively: containers, the tags ``encode()`` writes,
 registered types, model classes, model instances (fetched, or rebuilt from
 their snapshot) and querysets, reading the leaves with :mod:`._scalars`.
+
+Whatever Django or a registered type raises while a value is built (a
+field's ``to_python()`` refusing a snapshot's value, say) becomes a
+:class:`_Problem` naming the place and the exception's type, never its
+message, which may quote the value. Only a database that fails (other than
+a :class:`~django.db.DataError`, which the data caused) propagates.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Final, TypeVar
 from uuid import UUID
 
 from django.apps import apps
-from django.core.exceptions import ObjectDoesNotExist, ValidationError
-from django.db import connections, models
+from django.core.exceptions import ObjectDoesNotExist
+from django.db import DataError, connections, models
+from django.db import Error as DatabaseFailure
 
 from signalbox.codec._base import (
     _INT64,
     _MAX_DEPTH,
     SNAPSHOT_ATTRIBUTE,
     TAG,
+    _is_keyword,
+    _key_place,
     _kind,
-    _name,
     _Problem,
     _show,
 )
 from signalbox.codec._registry import _registered_type
 from signalbox.codec._scalars import (
     _decode_clock,
+    _decode_decimal,
+    _decode_float,
+    _decode_int,
     _decode_str,
     _decode_timedelta,
+    _out_of_bounds,
     _parsed,
     _parts,
     _text,
@@ -39,6 +51,24 @@ from signalbox.codec._scalars import (
 )
 
 R = TypeVar("R")
+Place = Callable[[int, Any], str]
+"""Where the entry at an index, with a key, is in its dict, for a message."""
+
+
+def _outage(error: BaseException) -> bool:
+    """Whether ``error`` is the database failing, not the payload being wrong."""
+    return isinstance(error, DatabaseFailure) and not isinstance(error, DataError)
+
+
+def _refused(error: Exception, what: str) -> _Problem:
+    """``error``, raised by code the codec calls, as a _Problem saying ``what``.
+
+    Names the exception's type only: its message may quote the value (Django's
+    ValidationError does), and messages outlive erased payloads.
+    """
+    if _outage(error):
+        raise error
+    return _Problem(f"{what} ({type(error).__name__})")
 
 
 def _decode(value: Any, depth: int) -> Any:
@@ -67,17 +97,49 @@ def _decode_items(data: Any, depth: int) -> list[Any]:
     return out
 
 
-def _decode_dict(data: Any, depth: int, pairs: bool = False) -> dict[str, Any]:
+def _entry_place(index: int, key: Any) -> str:
+    return _key_place(index)
+
+
+def _decode_dict(
+    data: Any, depth: int, pairs: bool = False, place: Place = _entry_place
+) -> dict[str, Any]:
     out = {}
-    items = enumerate(_list(data)) if pairs else _mapping(data).items()
-    for where, item in items:
+    entries = _list(data) if pairs else _mapping(data).items()
+    for index, entry in enumerate(entries):
+        key: Any = None
         try:
-            key, value = _parts(item, 2) if pairs else (where, item)
-            out[_text(key)] = _decode(value, depth + 1)
+            key, value = _parts(entry, 2) if pairs else entry
+            key = _text(key)
+            out[key] = _decode(value, depth + 1)
         except _Problem as problem:
-            problem.path.append(f"[{where!r}]")
+            problem.path.append(place(index, key))
             raise
     return out
+
+
+def _decode_keywords(data: Any) -> dict[str, Any]:
+    """The keyword arguments: a JSON object, or pairs when a name needed it."""
+    if type(data) is dict and TAG in data:
+        if data[TAG] != "dict" or set(data) != {TAG, "v"}:
+            raise _Problem("found a tagged value, not a dict")
+        return _decode_dict(data["v"], 0, pairs=True, place=_keyword)
+    if type(data) is not dict:
+        raise _Problem(f"found a {_kind(data)}, not a dict")
+    return _decode_dict(data, 0, place=_keyword)
+
+
+def _keyword(index: int, key: Any) -> str:
+    return f"[{key!r}]" if _is_keyword(key) else f"[<keyword {index}>]"
+
+
+def _named(names: Container[str]) -> Place:
+    """Places that name the keys in ``names`` (fields, from the code) as ``.name``."""
+
+    def place(index: int, key: Any) -> str:
+        return f".{key}" if type(key) is str and key in names else _key_place(index)
+
+    return place
 
 
 def _decode_tagged(value: dict[str, Any], depth: int) -> Any:
@@ -113,20 +175,28 @@ def _decode_enum(data: Any, depth: int) -> enum.Enum:
         if issubclass(cls, enum.Flag) and type(member) is int:
             return cls(member)  # type: ignore[no-any-return]
         return cls[_text(member)]  # type: ignore[no-any-return]
-    except (KeyError, ValueError) as error:
-        raise _Problem(f"{cls.__qualname__} has no member {_name(member)}") from error
+    except _Problem:
+        raise
+    except Exception as error:
+        # A member name is data too (any str would pass for one): its kind only.
+        what = f"{cls.__qualname__} has no member for {_show(member)}"
+        raise _refused(error, what) from None
 
 
 def _decode_dataclass(data: Any, depth: int) -> object:
     name, fields = _parts(data, 2)
     cls = _registered_type(name, dataclasses.is_dataclass)
-    values = _decode_dict(fields, depth)
+    known = {field.name for field in dataclasses.fields(cls)}
+    values = _decode_dict(fields, depth, place=_named(known))
     try:
         return cls(**values)
     except Exception as error:
         # The class's own __init__ and __post_init__ decide what they accept;
         # whatever they raise, these fields do not make one.
-        raise _Problem(f"{name} refused the fields {sorted(values)}") from error
+        given = sorted(known.intersection(values))
+        unknown = len(values) - len(given)
+        others = f" and {unknown} unknown" if unknown else ""
+        raise _refused(error, f"{name} refused the fields {given}{others}") from None
 
 
 def _hashable(build: Callable[[list[Any]], R]) -> Callable[[Any, int], R]:
@@ -141,15 +211,31 @@ def _hashable(build: Callable[[list[Any]], R]) -> Callable[[Any, int], R]:
 
 
 def _model(label: Any) -> type[models.Model]:
+    text = _text(label)
     try:
-        return apps.get_model(_text(label))
-    except (LookupError, ValueError) as error:
-        raise _Problem(f"{_name(label)} is not an installed model") from error
+        return apps.get_model(text)
+    except (LookupError, ValueError):
+        raise _Problem(f"found {_unknown_model(text)}") from None
+
+
+def _unknown_model(label: str) -> str:
+    """What a label that names no installed model is, without quoting it.
+
+    An installed app's label comes from settings, so it can be named: a model
+    that was renamed or removed since the send shows as a model of its app.
+    """
+    app_label = label.partition(".")[0]
+    if app_label in apps.app_configs:
+        return f"a model that the installed app {app_label!r} does not have"
+    return "an unknown model (its app is not in INSTALLED_APPS)"
 
 
 def _alias(alias: Any) -> str:
     if type(alias) is not str or alias not in connections:
-        raise _Problem(f"{_name(alias)} is not a database in settings.DATABASES")
+        raise _Problem(
+            f"found {_show(alias)} where the alias of a database in "
+            f"settings.DATABASES belongs"
+        )
     return alias
 
 
@@ -168,30 +254,60 @@ def _decode_model(data: Any, depth: int) -> models.Model:
     try:
         return model._base_manager.using(alias).get(pk=pk)
     except ObjectDoesNotExist:
-        return _rebuild(model, alias, pk, ref, depth + 1)
-    except (ArithmeticError, TypeError, ValueError, ValidationError) as error:
-        raise _Problem(f"{_show(pk)} is not a pk of {model._meta.label}") from error
+        pass
+    except Exception as error:
+        what = f"found {_show(pk)}, which is not a pk of {model._meta.label}"
+        raise _refused(error, what) from None
+    return _rebuild(model, alias, pk, ref, depth + 1)
 
 
 def _rebuild(
     model: type[models.Model], alias: str, pk: Any, ref: dict[str, Any], depth: int
 ) -> models.Model:
+    """The instance its snapshot describes: each value as its field makes it.
+
+    A value goes through the field's ``to_python()``, as ``loaddata`` does,
+    so a snapshot that the field would not take is a _Problem here rather
+    than a wrong value in the receiver's hands.
+    """
     fields = {f.attname: f for f in model._meta.concrete_fields}
-    values = {
-        k: v for k, v in _decode_dict(ref["fields"], depth).items() if k in fields
-    }
+    values = {}
+    decoded = _decode_dict(ref["fields"], depth, place=_named(fields))
+    for name, value in decoded.items():
+        if name in fields:
+            values[name] = _field_value(fields[name], value)
     for name, text in _mapping(ref["strings"]).items():
         if name in fields:
-            values[name] = _parsed(fields[name].to_python, _text(text), "field text")
+            values[name] = _field_value(fields[name], text, _text)
     if model._meta.pk is not None and model._meta.pk.attname in fields:
         values[model._meta.pk.attname] = pk
     names = [name for name in fields if name in values]
     try:
         instance = model.from_db(alias, names, [values[name] for name in names])
-    except (TypeError, ValueError, ValidationError) as error:
-        raise _Problem(f"the snapshot does not make a {model._meta.label}") from error
+    except Exception as error:
+        what = f"the snapshot does not make a {model._meta.label}"
+        raise _refused(error, what) from None
     vars(instance)[SNAPSHOT_ATTRIBUTE] = True
     return instance
+
+
+def _field_value(
+    field: models.Field[Any, Any], value: Any, read: Callable[[Any], Any] = lambda v: v
+) -> Any:
+    """``read(value)`` as ``field`` holds it: what its ``to_python()`` makes of it."""
+    try:
+        converted = field.to_python(read(value))
+        if isinstance(converted, Decimal) and _out_of_bounds(converted):
+            raise _Problem(f"found {_show(value)}, which makes a Decimal out of bounds")
+    except _Problem as problem:
+        problem.path.append(f".{field.attname}")
+        raise
+    except Exception as error:
+        what = f"found {_show(value)}, which {type(field).__name__} refuses"
+        refusal = _refused(error, what)
+        refusal.path.append(f".{field.attname}")
+        raise refusal from None
+    return converted
 
 
 def _decode_queryset(data: Any, depth: int) -> models.QuerySet[Any]:
@@ -200,20 +316,21 @@ def _decode_queryset(data: Any, depth: int) -> models.QuerySet[Any]:
     pks = [_pk(item, depth) for item in _list(ref["pks"])]
     try:
         return model._base_manager.using(alias).filter(pk__in=pks)
-    except (ArithmeticError, TypeError, ValueError, ValidationError) as error:
-        raise _Problem(f"{_show(pks)} are not pks of {model._meta.label}") from error
+    except Exception as error:
+        what = f"found {_show(pks)}, which are not pks of {model._meta.label}"
+        raise _refused(error, what) from None
 
 
 _DECODERS: Final[dict[str, Callable[[Any, int], Any]]] = {
     "str": _decode_str,
-    "int": lambda data, depth: _parsed(lambda t: int(t, 16), data, "a hex integer"),
-    "float": lambda data, depth: _parsed(float, data, "a float"),
+    "int": _decode_int,
+    "float": _decode_float,
     "dict": lambda data, depth: _decode_dict(data, depth, pairs=True),
     "tuple": _hashable(tuple),
     "set": _hashable(set),
     "frozenset": _hashable(frozenset),
     "bytes": lambda data, depth: _parsed(_unb64, data, "base64"),
-    "decimal": lambda data, depth: _parsed(Decimal, data, "a decimal"),
+    "decimal": _decode_decimal,
     "uuid": lambda data, depth: _parsed(UUID, data, "a UUID"),
     "date": lambda data, depth: _parsed(date.fromisoformat, data, "an ISO date"),
     "datetime": _decode_clock(datetime),

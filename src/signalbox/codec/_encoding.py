@@ -18,9 +18,25 @@ from django.db import DEFAULT_DB_ALIAS, models
 from django.db.models.query import ModelIterable
 from django.utils.functional import Promise
 
-from signalbox.codec._base import _INT64, _MAX_DEPTH, TAG, _kind, _Problem, _show, _tag
+from signalbox.codec._base import (
+    _INT64,
+    _MAX_DEPTH,
+    TAG,
+    _key_place,
+    _kind,
+    _Problem,
+    _show,
+    _tag,
+)
 from signalbox.codec._registry import _registered_name
-from signalbox.codec._scalars import _b64, _encode_clock, _encode_str, _storable
+from signalbox.codec._scalars import (
+    _b64,
+    _encode_clock,
+    _encode_decimal,
+    _encode_int,
+    _encode_str,
+    _storable,
+)
 
 _FLOAT_LIMIT: Final = 1e16
 _CLASS_ADVICE: Final = (
@@ -106,7 +122,7 @@ def _items(values: Iterable[object], depth: int) -> list[Any]:
 
 def _encode_dict(value: dict[object, object], depth: int) -> Any:
     out: dict[str, Any] = {}
-    for key, item in value.items():
+    for index, (key, item) in enumerate(value.items()):
         if type(key) is not str:
             raise _Problem(
                 f"found a dict with a key that is {_show(key)}; dict keys must "
@@ -115,7 +131,7 @@ def _encode_dict(value: dict[object, object], depth: int) -> Any:
         try:
             out[key] = _encode(item, depth + 1)
         except _Problem as problem:
-            problem.path.append(f"[{key!r}]")
+            problem.path.append(_key_place(index))  # a key is data: never shown
             raise
     return _object(out)
 
@@ -208,7 +224,7 @@ def _encode_queryset(queryset: models.QuerySet[Any], depth: int) -> Any:
 
 _ENCODERS: Final[dict[type, Callable[[Any, int], Any]]] = {
     str: lambda value, depth: _encode_str(value),
-    int: lambda value, depth: _tag("int", hex(value)),
+    int: lambda value, depth: _encode_int(value),
     float: lambda value, depth: _tag("float", repr(value)),
     list: _items,
     dict: _encode_dict,
@@ -216,7 +232,7 @@ _ENCODERS: Final[dict[type, Callable[[Any, int], Any]]] = {
     set: lambda value, depth: _tag("set", _items(value, depth)),
     frozenset: lambda value, depth: _tag("frozenset", _items(value, depth)),
     bytes: lambda value, depth: _tag("bytes", _b64(value)),
-    Decimal: lambda value, depth: _tag("decimal", str(value)),
+    Decimal: lambda value, depth: _encode_decimal(value),
     UUID: lambda value, depth: _tag("uuid", str(value)),
     date: lambda value, depth: _tag("date", value.isoformat()),
     datetime: lambda value, depth: _encode_clock("datetime", value),

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from django.utils.module_loading import import_string
 
 from signalbox import conf
-from signalbox.codec._base import _name, _Problem
+from signalbox.codec._base import _Problem
 from signalbox.exceptions import ConfigurationError
 
 T = TypeVar("T", bound=type)
@@ -84,6 +84,13 @@ def _registered_type(name: object, kind: Callable[[type], bool]) -> Any:
     found = None
     if type(name) is str:
         found = _registered.get(name) or _configured_types().get(name)
-    if found is None or not kind(found):
-        raise _Problem(f"{_name(name)} is not a registered type of this kind")
+    if found is None:
+        # Not quoted: any str could stand here, a token as well as a type name.
+        raise _Problem(
+            "found a type that is not registered in this process; the worker "
+            "must import the module that registers it, or list it in "
+            'SIGNALBOX["CODEC_TYPES"]'
+        )
+    if not kind(found):
+        raise _Problem(f"{name!r} is a registered type, but not of this kind")
     return found

@@ -80,13 +80,8 @@ def run_delivery(
             using,
         )
     try:
-        if isinstance(claimed.payload, outbox.Unreadable):
-            raise DecodeError(
-                f"The payload is not readable JSON: {claimed.payload.error}"
-            )
-        kwargs = dict(codec.decode(claimed.payload["kwargs"]))
-        kwargs["sender"] = codec.decode_sender(claimed.payload["sender"])
-    except (DecodeError, KeyError, TypeError) as error:
+        kwargs = _arguments(claimed.payload)
+    except DecodeError as error:
         return _bury(claimed, "decode_error", _describe(error), using)
     kwargs["signal"] = found.signal
     policy = found.info.policy or Policy()
@@ -99,6 +94,22 @@ def run_delivery(
         )
     finally:
         _current.reset(token)
+
+
+def _arguments(payload: Any) -> dict[str, Any]:
+    """The keyword arguments ``payload`` holds, sender included.
+
+    Raises :class:`DecodeError` for anything else, naming what was wrong but
+    never what the payload holds: the codec turns whatever goes wrong while
+    decoding (a field refusing a snapshot's value, say) into one.
+    """
+    if isinstance(payload, outbox.Unreadable):
+        raise DecodeError(f"The payload is not readable JSON: {payload.error}")
+    if type(payload) is not dict or not {"kwargs", "sender"} <= payload.keys():
+        raise DecodeError("The payload is not an object with 'kwargs' and 'sender'.")
+    kwargs = codec.decode(payload["kwargs"])
+    kwargs["sender"] = codec.decode_sender(payload["sender"])
+    return kwargs
 
 
 def _find(claimed: outbox.Claimed, receivers: dict[str, list[Found]]) -> Found | None:
