@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import time
 import weakref
 from asyncio.events import _get_running_loop as _running_loop
@@ -26,6 +27,7 @@ from django.core.exceptions import SynchronousOnlyOperation
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from signalbox import _refs, codec, conf, engines, observe, outbox
+from signalbox.exceptions import CodecError
 from signalbox.policy import Policy
 from signalbox.registry import ReceiverInfo
 
@@ -149,7 +151,10 @@ class OnCommitReceiver(Adapter):
         if receiver is None:
             return
         committed = partial(self._committed, receiver, signal, sender, kwargs)
-        alias = _database(kwargs.get("using"))
+        self._defer(committed, kwargs.get("using"))
+
+    def _defer(self, committed: Callable[[], None], using: object) -> None:
+        alias = _database(using)
         if _running_loop() is not None or connections[alias].connection is None:
             # No transaction can be open here: Django keeps the database away
             # from a thread whose event loop is running, and a connection that
@@ -195,6 +200,28 @@ class OnCommitReceiver(Adapter):
         observe.deferred_failure(signal, sender, self.info.key, "on_commit", error)
 
 
+class TravellingOnCommitReceiver(OnCommitReceiver):
+    """:class:`OnCommitReceiver` for a receiver that said what reaches it.
+
+    Its ``prepare=`` runs now, in ``send()``; the receiver gets what it
+    returned (less ``exclude=``) after the commit. The database is still the
+    one the send named, whatever travels.
+    """
+
+    def __call__(self, signal: object, sender: object, **kwargs: Any) -> None:
+        receiver = self._target()
+        if receiver is None:
+            return
+        travel = self.info.travel
+        assert travel is not None
+        label = observe.signal_label(signal)
+        sent_by, passed = travel.apply(
+            sender, kwargs, signal=label, receiver=self.info.key
+        )
+        committed = partial(self._committed, receiver, signal, sent_by, passed)
+        self._defer(committed, kwargs.get("using"))
+
+
 _tasks: set[asyncio.Task[None]] = set()
 
 
@@ -236,12 +263,22 @@ class BackgroundReceiver(Adapter):
         self, signal: object, sender: object, kwargs: dict[str, Any]
     ) -> outbox.NewDelivery:
         """The outbox row for one send to this receiver (not yet written)."""
+        return self._row(observe.signal_label(signal), sender, kwargs, True)
+
+    def _row(
+        self, name: str, sender: object, kwargs: dict[str, Any], snapshot: bool
+    ) -> outbox.NewDelivery:
         policy = self.info.policy or Policy()
-        name = observe.signal_label(signal)
-        payload = {
-            "sender": codec.encode_sender(sender, signal=name, receiver=self.info.key),
-            "kwargs": codec.encode(kwargs, signal=name, receiver=self.info.key),
-        }
+        key = self.info.key
+        try:
+            payload = {
+                "sender": codec.encode_sender(sender, signal=name, receiver=key),
+                "kwargs": codec.encode(
+                    kwargs, signal=name, receiver=key, snapshot=snapshot
+                ),
+            }
+        except CodecError as error:
+            raise _advised(error, self.info) from error.__cause__
         return outbox.NewDelivery(
             signal=name,
             receiver=self.info.key,
@@ -252,6 +289,48 @@ class BackgroundReceiver(Adapter):
             max_attempts=policy.max_attempts,
             delay=policy.delay,
         )
+
+
+class TravellingBackgroundReceiver(BackgroundReceiver):
+    """:class:`BackgroundReceiver` for a receiver that said what travels.
+
+    Its ``prepare=`` runs in ``send()``, in the sender's thread, before
+    anything is encoded; what it returns, less ``exclude=``, is encoded (with
+    or without model snapshots, as ``snapshot=`` says). The row still goes to
+    the database the send named.
+    """
+
+    def delivery(
+        self, signal: object, sender: object, kwargs: dict[str, Any]
+    ) -> outbox.NewDelivery:
+        """The outbox row for one send, carrying what the receiver said travels."""
+        travel = self.info.travel
+        assert travel is not None
+        name = observe.signal_label(signal)
+        sender, kwargs = travel.apply(
+            sender, kwargs, signal=name, receiver=self.info.key
+        )
+        return self._row(name, sender, kwargs, travel.snapshot)
+
+
+def _advised(error: CodecError, info: ReceiverInfo) -> CodecError:
+    """``error``, saying how the receiver can keep the argument from travelling."""
+    travel = info.travel
+    if travel is not None and travel.prepare is not None:
+        advice = "Its prepare= returned it; return what the receiver needs instead."
+    else:
+        name = re.split(r"[.\[]", error.argument or "", maxsplit=1)[0] or "sender"
+        advice = (
+            f"If the receiver does not need it, connect it with "
+            f"exclude=[{name!r}]; to send what it needs instead (an id, a few "
+            f"strings), give it prepare= (docs/background.md, 'What travels')."
+        )
+    return CodecError(
+        f"{error} {advice}",
+        signal=error.signal,
+        receiver=error.receiver,
+        argument=error.argument,
+    )
 
 
 def _database(using: object) -> str:

@@ -176,6 +176,11 @@ def _decode_model(data: Any, depth: int) -> models.Model:
 def _rebuild(
     model: type[models.Model], alias: str, pk: Any, ref: dict[str, Any], depth: int
 ) -> models.Model:
+    if ref["fields"] is None and ref["strings"] is None:
+        raise _Problem(
+            f"the {model._meta.label} row is gone, and it travelled without a "
+            f"snapshot (its receiver was connected with snapshot=False)"
+        )
     fields = {f.attname: f for f in model._meta.concrete_fields}
     values = {
         k: v for k, v in _decode_dict(ref["fields"], depth).items() if k in fields

@@ -97,9 +97,16 @@ class Command(BaseCommand):
             width = max(len(r.key) for r in listing.receivers)
             for r in listing.receivers:
                 self.stdout.write(
-                    f"  {r.run:<10} {r.key:<{width}}  "
+                    f"  {r.mode:<16} {r.key:<{width}}  "
                     f"sender={r.sender or '*':<20} {r.location}"
                 )
+                if r.untravelled:
+                    self.stdout.write(
+                        self.style.WARNING(
+                            f"    cannot send {', '.join(r.untravelled)} to it: "
+                            f"give it prepare= or exclude= (signalbox.W010)"
+                        )
+                    )
         total = sum(len(listing.receivers) for listing in listings)
         self.stdout.write(f"\n{total} receivers on {len(listings)} signals.")
 
