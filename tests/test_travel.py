@@ -229,6 +229,11 @@ def test_options_that_make_no_sense_are_refused(
     assert not sent.has_listeners()
 
 
+def test_a_misspelt_option_is_told_the_travel_options_too() -> None:
+    with pytest.raises(ReceiverError, match=r"no option exlude; .*prepare, exclude"):
+        signalbox.connect(sent, audit, run="background", exlude=["request"])
+
+
 def test_a_coroutine_prepare_is_refused() -> None:
     async def prepare(**kwargs: Any) -> dict:
         return {}

@@ -561,8 +561,9 @@ def _describe(
     except ReceiverError as error:
         raise ReceiverError(str(error), receiver=receiver, signal=signal) from None
     if options and run != "background":
+        takes = "only prepare and exclude" if run == "on_commit" else "no options"
         raise ReceiverError(
-            f"run={run!r} takes no options, but got {sorted(options)}.",
+            f"run={run!r} takes {takes}, but got {sorted(options)}.",
             receiver=receiver,
             signal=signal,
         )

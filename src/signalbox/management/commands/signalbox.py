@@ -95,9 +95,10 @@ class Command(BaseCommand):
         for listing in listings:
             self.stdout.write(self.style.MIGRATE_HEADING(listing.signal))
             width = max(len(r.key) for r in listing.receivers)
+            modes = max(10, *(len(r.mode) for r in listing.receivers))
             for r in listing.receivers:
                 self.stdout.write(
-                    f"  {r.mode:<16} {r.key:<{width}}  "
+                    f"  {r.mode:<{modes}} {r.key:<{width}}  "
                     f"sender={r.sender or '*':<20} {r.location}"
                 )
                 if r.untravelled:
