@@ -43,6 +43,14 @@ class Member(AbstractBaseUser):
         managed = False  # never saved: encoding reads only the instance
 
 
+class Staff(User):
+    """A proxy: the setting's entry for auth.User covers it."""
+
+    class Meta:
+        app_label = "testapp"
+        proxy = True
+
+
 ran: list[dict[str, Any]] = []
 sent = signalbox.Signal()
 
@@ -129,6 +137,17 @@ def test_the_setting_keeps_named_fields_out_and_they_come_back_deferred() -> Non
     assert codec.from_snapshot(back)
     assert back.paid is True
     assert back.get_deferred_fields() == {"number"}
+
+
+@pytest.mark.django_db
+def test_the_setting_covers_proxies_and_subclasses_of_the_model() -> None:
+    User.objects.create_user("ada", "ada@example.com", "s3cret-pw")
+    staff = Staff.objects.get()
+    with override_settings(SIGNALBOX={"SNAPSHOT_EXCLUDE": {"auth.User": ["email"]}}):
+        fields = snapshot(staff)["fields"]
+    assert "email" not in fields
+    assert "password" not in fields
+    assert fields["username"] == "ada"
 
 
 @pytest.mark.parametrize("name", ["user", "user_id"])

@@ -214,7 +214,13 @@ def _withheld_fields(
     # Imported here: it defines a model, which needs the app registry ready.
     from django.contrib.auth.base_user import AbstractBaseUser
 
-    names = set(settings.snapshot_exclude.get(model._meta.label_lower, ()))
+    # A model's entry covers its proxies and subclasses: they carry its fields.
+    names = {
+        name
+        for base in model.__mro__
+        if issubclass(base, models.Model) and "_meta" in vars(base)
+        for name in settings.snapshot_exclude.get(base._meta.label_lower, ())
+    }
     if issubclass(model, AbstractBaseUser):
         # The hash logs a user in wherever it is cracked; rows and the admin
         # that shows them are the wrong place for it.
