@@ -20,7 +20,7 @@ from django.core import checks
 from django.core.management import call_command
 from django.core.signals import request_finished
 from django.db import transaction
-from django.db.models.signals import post_save
+from django.db.models.signals import post_save, pre_save
 from django.test import Client, override_settings
 
 import signalbox
@@ -280,6 +280,14 @@ def test_check_names_what_exclude_left_in(connect: Callable) -> None:
     [warning] = w010(f"{__name__}.audit")
     assert "'credentials'" in warning.msg
     assert "'request'" not in warning.msg
+
+
+def test_check_flags_pre_save_whose_new_instances_cannot_travel(
+    connect: Callable,
+) -> None:
+    connect(pre_save, audit, sender=Order, run="background")
+    [warning] = w010(f"{__name__}.audit")
+    assert "'instance' is unsaved when its row is being created" in warning.msg
 
 
 def test_check_leaves_signals_it_knows_nothing_about_alone(

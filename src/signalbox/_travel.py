@@ -73,6 +73,12 @@ UNTRAVELLED: Final[Mapping[str, Mapping[str, str]]] = {
         "args": "the constructor's positional arguments, of any type",
         "kwargs": "the constructor's keyword arguments, of any type",
     },
+    "django.db.models.signals.pre_save": {
+        "instance": (
+            "unsaved when its row is being created (pre_save runs before the "
+            "INSERT), and an unsaved instance cannot travel; post_save has it saved"
+        ),
+    },
     "django.db.models.signals.post_init": {
         "instance": "an instance being built, not saved (or not yet loaded)",
     },
