@@ -242,6 +242,8 @@ class BackgroundReceiver(Adapter):
     there: a rollback discards it, the commit hands it to the workers.
     """
 
+    _snapshot = True  # whether model instances travel with their fields
+
     def __call__(self, signal: object, sender: object, **kwargs: Any) -> None:
         if self._target() is None:
             return
@@ -263,18 +265,14 @@ class BackgroundReceiver(Adapter):
         self, signal: object, sender: object, kwargs: dict[str, Any]
     ) -> outbox.NewDelivery:
         """The outbox row for one send to this receiver (not yet written)."""
-        return self._row(observe.signal_label(signal), sender, kwargs, True)
-
-    def _row(
-        self, name: str, sender: object, kwargs: dict[str, Any], snapshot: bool
-    ) -> outbox.NewDelivery:
         policy = self.info.policy or Policy()
+        name = observe.signal_label(signal)
         key = self.info.key
         try:
             payload = {
                 "sender": codec.encode_sender(sender, signal=name, receiver=key),
                 "kwargs": codec.encode(
-                    kwargs, signal=name, receiver=key, snapshot=snapshot
+                    kwargs, signal=name, receiver=key, snapshot=self._snapshot
                 ),
             }
         except CodecError as error:
@@ -300,17 +298,22 @@ class TravellingBackgroundReceiver(BackgroundReceiver):
     the database the send named.
     """
 
+    def __init__(
+        self, receiver: Callable[..., Any], *, weak: bool, info: ReceiverInfo
+    ) -> None:
+        super().__init__(receiver, weak=weak, info=info)
+        assert info.travel is not None  # dispatch builds this class only with one
+        self._travel = info.travel
+        self._snapshot = info.travel.snapshot
+
     def delivery(
         self, signal: object, sender: object, kwargs: dict[str, Any]
     ) -> outbox.NewDelivery:
         """The outbox row for one send, carrying what the receiver said travels."""
-        travel = self.info.travel
-        assert travel is not None
-        name = observe.signal_label(signal)
-        sender, kwargs = travel.apply(
-            sender, kwargs, signal=name, receiver=self.info.key
+        sent_by, passed = self._travel.apply(
+            sender, kwargs, signal=observe.signal_label(signal), receiver=self.info.key
         )
-        return self._row(name, sender, kwargs, travel.snapshot)
+        return super().delivery(signal, sent_by, passed)
 
 
 def _advised(error: CodecError, info: ReceiverInfo) -> CodecError:
