@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "signalbox._statements": 1,
     "signalbox._libpq": 1,
     "signalbox.policy": 1,
+    "signalbox._travel": 1,
     "signalbox.registry": 1,
     "signalbox.codec": 1,
     "signalbox.codec._base": 1,

@@ -98,6 +98,18 @@ class TestList:
         saved = by_signal().get("django.db.models.signals.post_save", [])
         assert f"{__name__}.refresh" not in {r["key"] for r in saved}
 
+    def test_coroutine_receivers_are_marked(self) -> None:
+        receivers = by_signal()[f"{__name__}.listed_signal"]
+        assert [(r["key"], r["coroutine"]) for r in receivers] == [
+            (f"{__name__}.audit", False),
+            ("ws.push", True),
+        ]
+        lines = listing().splitlines()
+        assert any(line.split()[:3] == ["inline", "async", "ws.push"] for line in lines)
+        assert any(
+            line.split()[:2] == ["inline", f"{__name__}.audit"] for line in lines
+        )
+
     def test_table(self) -> None:
         text = listing()
         assert f"{__name__}.listed_signal" in text

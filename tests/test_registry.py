@@ -113,7 +113,9 @@ class TestRunModes:
 
     def test_unknown_option_is_refused(self) -> None:
         signal = signalbox.Signal()
-        with pytest.raises(ReceiverError, match=r"takes no options.*\['queue'\]"):
+        with pytest.raises(
+            ReceiverError, match=r"takes only prepare and exclude.*\['queue'\]"
+        ):
             signal.connect(module_level, run="on_commit", queue="mail")
         assert not signal.has_listeners()
 

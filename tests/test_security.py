@@ -99,6 +99,10 @@ ALLOWED_BY_NAME: dict[tuple[str, str, str], str] = {
         'SIGNALBOX["ENGINES"], from settings; its messages name only the '
         "one actor the engine declared"
     ),
+    ("signalbox.checks", "_missing", "get_model"): (
+        'the labels are SIGNALBOX["SNAPSHOT_EXCLUDE"]\'s keys, from settings, '
+        "looked up among installed models; it imports nothing"
+    ),
     ("signalbox.codec._decoding", "_model", "get_model"): (
         "looks a label up among installed models in Django's app registry, "
         "which app loading filled; it imports nothing"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import sys
 import time
 import weakref
@@ -28,6 +29,7 @@ from django.core.exceptions import SynchronousOnlyOperation
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from signalbox import _refs, codec, conf, engines, observe, outbox
+from signalbox.exceptions import CodecError
 from signalbox.policy import Policy
 from signalbox.registry import ReceiverInfo
 
@@ -187,7 +189,13 @@ class OnCommitReceiver(Adapter):
         receiver = self._target()
         if receiver is None:
             return
-        alias = _database(kwargs.get("using"))
+        committed = partial(self._committed, receiver, signal, sender, kwargs)
+        self._defer(committed, kwargs.get("using"))
+
+    def _defer(self, committed: Callable[..., None], using: object) -> None:
+        """Call ``committed(after_commit=True)`` once the transaction commits,
+        or ``committed(after_commit=False)`` now when none is open."""
+        alias = _database(using)
         connection = connections[alias]
         if (
             _running_loop() is not None
@@ -199,12 +207,11 @@ class OnCommitReceiver(Adapter):
             # open holds none, and in autocommit on_commit() would run it at
             # once anyway. Run it now, without opening a connection just to
             # ask (which, on request_finished, would leak one past the request).
-            self._committed(receiver, signal, sender, kwargs, after_commit=False)
+            committed(after_commit=False)
             return
-        committed = partial(
-            self._committed, receiver, signal, sender, kwargs, after_commit=True
+        transaction.on_commit(
+            partial(committed, after_commit=True), using=alias, robust=True
         )
-        transaction.on_commit(committed, using=alias, robust=True)
 
     def _committed(
         self,
@@ -254,6 +261,28 @@ class OnCommitReceiver(Adapter):
         observe.deferred_failure(signal, sender, self.info.key, "on_commit", error)
 
 
+class TravellingOnCommitReceiver(OnCommitReceiver):
+    """:class:`OnCommitReceiver` for a receiver that said what reaches it.
+
+    Its ``prepare=`` runs now, in ``send()``; the receiver gets what it
+    returned (less ``exclude=``) after the commit. The database is still the
+    one the send named, whatever travels.
+    """
+
+    def __call__(self, signal: object, sender: object, **kwargs: Any) -> None:
+        receiver = self._target()
+        if receiver is None:
+            return
+        travel = self.info.travel
+        assert travel is not None
+        label = observe.signal_label(signal)
+        sent_by, passed = travel.apply(
+            sender, kwargs, signal=label, receiver=self.info.key
+        )
+        committed = partial(self._committed, receiver, signal, sent_by, passed)
+        self._defer(committed, kwargs.get("using"))
+
+
 _tasks: set[asyncio.Task[None]] = set()
 
 
@@ -273,6 +302,8 @@ class BackgroundReceiver(Adapter):
     signals carry, else the default one, inside whatever transaction is open
     there: a rollback discards it, the commit hands it to the workers.
     """
+
+    _snapshot = True  # whether model instances travel with their fields
 
     def __call__(self, signal: object, sender: object, **kwargs: Any) -> None:
         if self._target() is None:
@@ -297,10 +328,16 @@ class BackgroundReceiver(Adapter):
         """The outbox row for one send to this receiver (not yet written)."""
         policy = self.info.policy or Policy()
         name = observe.signal_label(signal)
-        payload = {
-            "sender": codec.encode_sender(sender, signal=name, receiver=self.info.key),
-            "kwargs": codec.encode(kwargs, signal=name, receiver=self.info.key),
-        }
+        key = self.info.key
+        try:
+            payload = {
+                "sender": codec.encode_sender(sender, signal=name, receiver=key),
+                "kwargs": codec.encode(
+                    kwargs, signal=name, receiver=key, snapshot=self._snapshot
+                ),
+            }
+        except CodecError as error:
+            raise _advised(error, self.info) from error.__cause__
         return outbox.NewDelivery(
             signal=name,
             receiver=self.info.key,
@@ -311,6 +348,53 @@ class BackgroundReceiver(Adapter):
             max_attempts=policy.max_attempts,
             delay=policy.delay,
         )
+
+
+class TravellingBackgroundReceiver(BackgroundReceiver):
+    """:class:`BackgroundReceiver` for a receiver that said what travels.
+
+    Its ``prepare=`` runs in ``send()``, in the sender's thread, before
+    anything is encoded; what it returns, less ``exclude=``, is encoded (with
+    or without model snapshots, as ``snapshot=`` says). The row still goes to
+    the database the send named.
+    """
+
+    def __init__(
+        self, receiver: Callable[..., Any], *, weak: bool, info: ReceiverInfo
+    ) -> None:
+        super().__init__(receiver, weak=weak, info=info)
+        assert info.travel is not None  # dispatch builds this class only with one
+        self._travel = info.travel
+        self._snapshot = info.travel.snapshot
+
+    def delivery(
+        self, signal: object, sender: object, kwargs: dict[str, Any]
+    ) -> outbox.NewDelivery:
+        """The outbox row for one send, carrying what the receiver said travels."""
+        sent_by, passed = self._travel.apply(
+            sender, kwargs, signal=observe.signal_label(signal), receiver=self.info.key
+        )
+        return super().delivery(signal, sent_by, passed)
+
+
+def _advised(error: CodecError, info: ReceiverInfo) -> CodecError:
+    """``error``, saying how the receiver can keep the argument from travelling."""
+    travel = info.travel
+    if travel is not None and travel.prepare is not None:
+        advice = "Its prepare= returned it; return what the receiver needs instead."
+    else:
+        name = re.split(r"[.\[]", error.argument or "", maxsplit=1)[0] or "sender"
+        advice = (
+            f"If the receiver does not need it, connect it with "
+            f"exclude=[{name!r}]; to send what it needs instead (an id, a few "
+            f"strings), give it prepare= (docs/background.md, 'What travels')."
+        )
+    return CodecError(
+        f"{error} {advice}",
+        signal=error.signal,
+        receiver=error.receiver,
+        argument=error.argument,
+    )
 
 
 def _database(using: object) -> str:

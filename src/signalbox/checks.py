@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 from django.conf import settings
 from django.core import checks
+from django.core.exceptions import FieldDoesNotExist
 
-from signalbox import conf, engines, registry
+from signalbox import _travel, conf, engines, registry
 from signalbox.exceptions import ConfigurationError
 
 
@@ -98,3 +99,81 @@ def check_databases(
             )
         )
     return messages
+
+
+@checks.register()
+def check_untravelled_arguments(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Warn (``signalbox.W010``) about a background receiver on a signal known
+    to carry arguments that cannot travel (``user_logged_in``'s ``request``,
+    say) when it neither prepares nor excludes them: its first send would
+    raise ``CodecError`` in the sender."""
+    messages: list[checks.CheckMessage] = []
+    for signal in registry.registry.signals():
+        name = registry.signal_name(signal)
+        # The objects connected now: a receiver disconnected behind
+        # signalbox's back (through Django's own disconnect) is not reported.
+        for connected, sender in registry.registry.connections(signal):
+            info = registry.registry.info(signal, connected, sender)
+            left = _travel.left_in(name, info.run, info.travel) if info else {}
+            if info is not None and left:
+                messages.append(_untravelled_warning(name, info.key, left))
+    return messages
+
+
+def _untravelled_warning(
+    signal: str, key: str, left: dict[str, str]
+) -> checks.CheckMessage:
+    reasons = "; ".join(f"{name!r} is {why}" for name, why in left.items())
+    return checks.Warning(
+        f"{key} runs in the background, but {signal} sends arguments that "
+        f"cannot travel to it ({reasons}): every send would raise CodecError "
+        f"in the sender.",
+        hint=(
+            f"Connect it with exclude={sorted(left)!r} if it does not need "
+            f"them, or with prepare= returning what it needs (see "
+            f"docs/background.md, 'What travels'); or run it inline or "
+            f"on_commit."
+        ),
+        id="signalbox.W010",
+    )
+
+
+@checks.register()
+def check_snapshot_exclude(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Report a ``SIGNALBOX["SNAPSHOT_EXCLUDE"]`` entry naming a model or a
+    field that does not exist (``signalbox.E010``): a misspelt field would
+    travel in every snapshot."""
+    try:
+        excluded = conf.get().snapshot_exclude
+    except ConfigurationError:
+        return []  # check_settings reports it
+    messages: list[checks.CheckMessage] = []
+    for label, names in sorted(excluded.items()):
+        for problem in _missing(label, names):
+            messages.append(
+                checks.Error(
+                    f"settings.SIGNALBOX['SNAPSHOT_EXCLUDE'] names {problem}.",
+                    hint="Use an installed model's label and its field names.",
+                    id="signalbox.E010",
+                )
+            )
+    return messages
+
+
+def _missing(label: str, names: frozenset[str]) -> list[str]:
+    try:
+        model = apps.get_model(label)
+    except (LookupError, ValueError):
+        return [f"{label!r}, which is not an installed model"]
+    missing = []
+    for name in sorted(names):
+        try:
+            model._meta.get_field(name)
+        except FieldDoesNotExist:
+            if not any(f.attname == name for f in model._meta.concrete_fields):
+                missing.append(f"the field {name!r}, which {model._meta.label} lacks")
+    return missing

@@ -33,6 +33,7 @@ DEFAULTS: Mapping[str, Any] = {
     "HANDOVER_GRACE_SECONDS": 10,
     "REDELIVER_SECONDS": 600,
     "UNSTARTED_WARNING_SECONDS": 300,
+    "SNAPSHOT_EXCLUDE": {},
 }
 
 
@@ -59,6 +60,8 @@ class Settings:
     handover_grace: timedelta
     redeliver: timedelta
     unstarted_warning: timedelta
+    snapshot_exclude: Mapping[str, frozenset[str]]
+    """Fields no model snapshot holds, by lower-case ``app_label.modelname``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,7 @@ def _load() -> Settings:
         handover_grace=_seconds(values, "HANDOVER_GRACE_SECONDS"),
         redeliver=_seconds(values, "REDELIVER_SECONDS", minimum=1),
         unstarted_warning=_seconds(values, "UNSTARTED_WARNING_SECONDS"),
+        snapshot_exclude=_snapshot_exclude(values),
     )
 
 
@@ -186,6 +190,40 @@ def _dotted_paths(values: Mapping[str, Any], key: str) -> tuple[str, ...]:
             f"not {value!r}."
         )
     return tuple(value)
+
+
+def _snapshot_exclude(values: Mapping[str, Any]) -> Mapping[str, frozenset[str]]:
+    """``SNAPSHOT_EXCLUDE``'s shape: ``{"app_label.Model": ["field", ...]}``.
+
+    Whether the models and fields exist is for ``manage.py check`` to say
+    (signalbox.E010): settings are read before the models are loaded.
+    """
+    value = values["SNAPSHOT_EXCLUDE"]
+    where = "settings.SIGNALBOX['SNAPSHOT_EXCLUDE']"
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            f'{where} must be a dict like {{"auth.User": ["email"]}}, not a '
+            f"{type(value).__name__}."
+        )
+    excluded = {}
+    for label, names in value.items():
+        if (
+            not isinstance(label, str)
+            or label.count(".") != 1
+            or "" in label.split(".")
+        ):
+            raise ConfigurationError(
+                f"{where} has the key {label!r}; its keys are model labels, "
+                f'"app_label.ModelName".'
+            )
+        if not isinstance(names, list | tuple | set | frozenset) or not all(
+            isinstance(name, str) and name for name in names
+        ):
+            raise ConfigurationError(
+                f"{where}[{label!r}] must be a list of field names, not {names!r}."
+            )
+        excluded[label.lower()] = frozenset(names)
+    return excluded
 
 
 def reset(**_: object) -> None:

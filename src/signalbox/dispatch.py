@@ -37,7 +37,10 @@ from signalbox._adapters import (
     BackgroundReceiver,
     OnCommitReceiver,
     TimedReceiver,
+    TravellingBackgroundReceiver,
+    TravellingOnCommitReceiver,
 )
+from signalbox._travel import Travel
 from signalbox.exceptions import ReceiverError
 from signalbox.policy import Policy
 from signalbox.registry import ReceiverInfo, Run
@@ -450,6 +453,13 @@ def connect(
     carry, else the default one; its exceptions are logged, never raised.
     Coroutine receivers work in every mode.
 
+    Deferred receivers may say what of a send reaches them: ``prepare=`` (a
+    function called in ``send()`` with the signal's keyword arguments and
+    ``sender``, returning the keyword arguments to pass on) and ``exclude=``
+    (argument names to drop), in both deferred modes; ``snapshot=False``
+    (model instances travel without a copy of their fields) for background
+    receivers only.
+
     ``sender``, ``weak`` and ``dispatch_uid`` mean what they mean to Django.
     Whatever the mode, the receiver lives exactly as long as it would have
     with Django's ``connect``. Raises :class:`~signalbox.ReceiverError` for an
@@ -560,9 +570,15 @@ def _describe(
     run: Run,
     options: dict[str, Any],
 ) -> ReceiverInfo:
+    options = dict(options)
+    try:
+        travel = Travel.from_options(run, options)
+    except ReceiverError as error:
+        raise ReceiverError(str(error), receiver=receiver, signal=signal) from None
     if options and run != "background":
+        takes = "only prepare and exclude" if run == "on_commit" else "no options"
         raise ReceiverError(
-            f"run={run!r} takes no options, but got {sorted(options)}.",
+            f"run={run!r} takes {takes}, but got {sorted(options)}.",
             receiver=receiver,
             signal=signal,
         )
@@ -584,6 +600,7 @@ def _describe(
         sender=registry.describe_sender(sender),
         location=registry.source_location(receiver),
         policy=policy,
+        travel=travel,
     )
 
 
@@ -597,9 +614,15 @@ def _check_callable(receiver: Receiver) -> None:
 
 
 def _adapter(receiver: Receiver, run: Run, weak: bool, info: ReceiverInfo) -> Adapter:
+    # A receiver that says nothing about what travels gets the plain adapter,
+    # so it pays nothing for the option.
     if run == "background":
+        if info.travel is not None:
+            return TravellingBackgroundReceiver(receiver, weak=weak, info=info)
         return BackgroundReceiver(receiver, weak=weak, info=info)
     if run == "on_commit":
+        if info.travel is not None:
+            return TravellingOnCommitReceiver(receiver, weak=weak, info=info)
         return OnCommitReceiver(receiver, weak=weak, info=info)
     if iscoroutinefunction(receiver):
         return AsyncTimedReceiver(receiver, weak=weak, info=info)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final
 
+from signalbox import _travel as travel
 from signalbox.exceptions import ReceiverError
 
 DEFAULT_ATTEMPTS: Final = 20
@@ -68,7 +69,7 @@ class Policy:
         if unknown:
             raise ReceiverError(
                 f"run='background' has no option {', '.join(unknown)}; "
-                f"its options are {', '.join(_OPTIONS)}."
+                f"its options are {', '.join((*_OPTIONS, *travel.OPTIONS))}."
             )
         values = {name: _OPTIONS[name](name, value) for name, value in options.items()}
         if "retries" in values:

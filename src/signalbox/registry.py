@@ -22,6 +22,7 @@ from typing import Any, Final, Literal, TypeAlias, get_args
 from django.dispatch import Signal as DjangoSignal
 
 from signalbox import _refs
+from signalbox._travel import Travel
 from signalbox.exceptions import ReceiverError
 from signalbox.policy import Policy
 
@@ -43,6 +44,9 @@ class ReceiverInfo:
     location: str
     policy: Policy | None = None
     """How a background receiver is queued and retried; None for other modes."""
+    travel: Travel | None = None
+    """What of a send reaches a deferred receiver (``prepare=``, ``exclude=``,
+    ``snapshot=``); None when the receiver said nothing about it."""
 
 
 def validate_run(run: object) -> Run:

@@ -31,7 +31,16 @@ async def push(sender: object, **kwargs: Any) -> str:
     return "sent"
 
 
+def login_details(sender: object, request: Any, **kwargs: Any) -> dict[str, Any]:
+    return {"ip": request.META.get("REMOTE_ADDR", "")}
+
+
+@receiver(order_paid, run="background", prepare=login_details, snapshot=False)
+def record_login(sender: object, ip: str, **kwargs: Any) -> None: ...
+
+
 def wiring() -> None:
+    connect(post_save, inline, run="on_commit", exclude=["raw"])
     connect(post_save, inline, run="on_commit")
     order_paid.connect(inline, run="inline")
     disconnected: bool = order_paid.disconnect(inline)

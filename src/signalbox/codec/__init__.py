@@ -28,7 +28,8 @@ enum        ``[type name, member name]``, or ``[type name, value]`` for a Flag
 dataclass   ``[type name, {field: value}]``, the fields with ``init=True``
 type        a registered type's name, ``module.qualname``
 modelclass  ``app_label.ModelName``
-model       ``{"model", "db", "pk", "fields", "strings"}``
+model       ``{"model", "db", "pk", "fields", "strings"}``; fields and strings
+            are null when the receiver takes no snapshots
 queryset    ``{"model", "db", "pks"}``
 ==========  ===================================================================
 
@@ -36,9 +37,14 @@ A model instance is decoded by fetching its row afresh from the database it
 came from. Its loaded concrete fields also travel, by attname (``strings``
 holds ``value_to_string()`` for values only the field can serialise), so if
 the row is gone, after ``post_delete`` say, the instance is rebuilt from them,
-unsaved, and :func:`from_snapshot` is true for it. A queryset travels as its
-membership at send time: the pks, decoded as ``filter(pk__in=...)`` on the
-model's base manager, in the model's default ordering.
+unsaved, and :func:`from_snapshot` is true for it. A snapshot never holds the
+password hash of a subclass of ``AbstractBaseUser``, nor the fields
+``SIGNALBOX["SNAPSHOT_EXCLUDE"]`` names (such a field of a rebuilt instance is
+deferred); ``encode(..., snapshot=False)`` sends no snapshot at all.
+
+A queryset travels as its membership at send time: the pks, decoded as
+``filter(pk__in=...)`` on the model's base manager, in the model's default
+ordering.
 
 Numbers have bounds, so that reading one costs little whatever a row says:
 an int has at most 4300 digits (Python's limit for ``str(int)``), a Decimal
@@ -60,6 +66,7 @@ from typing import Any, TypeVar
 
 from django.db import models
 
+from signalbox.codec import _encoding
 from signalbox.codec._base import (
     FORMAT,
     SNAPSHOT_ATTRIBUTE,
@@ -94,14 +101,26 @@ __all__ = [
 
 
 def encode(
-    kwargs: Mapping[str, object], *, signal: str = "?", receiver: str = "?"
+    kwargs: Mapping[str, object],
+    *,
+    signal: str = "?",
+    receiver: str = "?",
+    snapshot: bool = True,
 ) -> dict[str, Any]:
     """Return ``kwargs`` as a dict that ``json.dumps`` takes and :func:`decode` undoes.
 
     Raises :class:`CodecError`, naming ``signal``, ``receiver`` and the
     argument's path, for any value that could not come back exactly. Queries
-    the database only to list a QuerySet's pks.
+    the database only to list a QuerySet's pks. With ``snapshot=False``
+    model instances travel without their fields, so one whose row is gone
+    cannot be decoded.
     """
+    if not snapshot:
+        token = _encoding.SNAPSHOTS.set(False)
+        try:
+            return encode(kwargs, signal=signal, receiver=receiver)
+        finally:
+            _encoding.SNAPSHOTS.reset(token)
     values: dict[str, Any] = {}
     for index, (name, value) in enumerate(kwargs.items()):
         try:

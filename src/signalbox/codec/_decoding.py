@@ -270,6 +270,11 @@ def _rebuild(
     so a snapshot that the field would not take is a _Problem here rather
     than a wrong value in the receiver's hands.
     """
+    if ref["fields"] is None and ref["strings"] is None:
+        raise _Problem(
+            f"the {model._meta.label} row is gone, and it travelled without a "
+            f"snapshot (its receiver was connected with snapshot=False)"
+        )
     fields = {f.attname: f for f in model._meta.concrete_fields}
     values = {}
     decoded = _decode_dict(ref["fields"], depth, place=_named(fields))

@@ -9,6 +9,7 @@ import enum
 import io
 import math
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Final
@@ -18,6 +19,7 @@ from django.db import DEFAULT_DB_ALIAS, models
 from django.db.models.query import ModelIterable
 from django.utils.functional import Promise
 
+from signalbox import conf
 from signalbox.codec._base import (
     _INT64,
     _MAX_DEPTH,
@@ -43,6 +45,9 @@ _CLASS_ADVICE: Final = (
     "pass a model class, a type registered with signalbox.codec.register, or a str"
 )
 _PLAIN_BASES: Final = (dict, list, tuple, set, frozenset, str, int, float, bytes)
+
+SNAPSHOTS: Final = ContextVar("signalbox_snapshots", default=True)
+"""False while encoding for a receiver connected with ``snapshot=False``."""
 
 
 def _encode(value: Any, depth: int) -> Any:
@@ -172,21 +177,27 @@ def _encode_model(instance: models.Model, depth: int) -> Any:
             f"found an unsaved {label} instance; save it first, or pass the "
             f"values the receiver needs"
         )
-    fields, strings = _snapshot(instance, depth + 1)
+    fields, strings = (
+        _snapshot(instance, depth + 1) if SNAPSHOTS.get() else (None, None)
+    )
     reference = {"model": label, "db": instance._state.db or DEFAULT_DB_ALIAS}
     pk = _encode(instance.pk, depth + 1)
     return _tag("model", {**reference, "pk": pk, "fields": fields, "strings": strings})
 
 
 def _snapshot(instance: models.Model, depth: int) -> tuple[dict[str, Any], ...]:
-    """The loaded concrete fields, by attname: codec values, or field strings."""
+    """The loaded concrete fields, by attname: codec values, or field strings.
+
+    Never a password hash, nor a field ``SIGNALBOX["SNAPSHOT_EXCLUDE"]`` names.
+    """
     # A deferred field is one missing from __dict__ (get_deferred_fields()
     # asks the same, in a loop of its own).
     loaded = instance.__dict__
+    kept = _unsnapshotted(type(instance))
     fields: dict[str, Any] = {}
     strings: dict[str, Any] = {}
     for field in instance._meta.concrete_fields:
-        if field.attname in loaded:
+        if field.attname in loaded and field.attname not in kept:
             try:
                 fields[field.attname] = _encode(
                     field.value_from_object(instance), depth
@@ -195,6 +206,46 @@ def _snapshot(instance: models.Model, depth: int) -> tuple[dict[str, Any], ...]:
                 # A custom field's value: the field serialises it, as for dumpdata.
                 strings[field.attname] = _field_text(instance, field)
     return fields, strings
+
+
+_withheld: tuple[object, dict[type[models.Model], frozenset[str]]] = (None, {})
+
+
+def _unsnapshotted(model: type[models.Model]) -> frozenset[str]:
+    """The attnames of ``model`` that no snapshot may hold, worked out once per
+    model and settings."""
+    global _withheld
+    settings = conf.get()
+    if _withheld[0] is not settings:
+        _withheld = (settings, {})
+    known = _withheld[1].get(model)
+    if known is None:
+        known = _withheld[1][model] = _withheld_fields(model, settings)
+    return known
+
+
+def _withheld_fields(
+    model: type[models.Model], settings: conf.Settings
+) -> frozenset[str]:
+    # Imported here: it defines a model, which needs the app registry ready.
+    from django.contrib.auth.base_user import AbstractBaseUser
+
+    # A model's entry covers its proxies and subclasses: they carry its fields.
+    names = {
+        name
+        for base in model.__mro__
+        if issubclass(base, models.Model) and "_meta" in vars(base)
+        for name in settings.snapshot_exclude.get(base._meta.label_lower, ())
+    }
+    if issubclass(model, AbstractBaseUser):
+        # The hash logs a user in wherever it is cracked; rows and the admin
+        # that shows them are the wrong place for it.
+        names.add(AbstractBaseUser._meta.get_field("password").name)
+    return frozenset(
+        field.attname
+        for field in model._meta.concrete_fields
+        if field.name in names or field.attname in names
+    )
 
 
 def _field_text(instance: models.Model, field: models.Field[Any, Any]) -> Any:

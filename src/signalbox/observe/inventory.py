@@ -21,10 +21,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from asgiref.sync import iscoroutinefunction
 from django.apps import apps
 from django.dispatch import Signal
 
-from signalbox import registry
+from signalbox import _travel, registry
 from signalbox._adapters import Adapter
 
 
@@ -37,6 +38,18 @@ class ReceiverListing:
     sender: str | None
     location: str
     connected_by: str  # "signalbox" or "django"
+    coroutine: bool = False
+    """Whether the receiver is a coroutine function (``async def``)."""
+    untravelled: tuple[str, ...] = ()
+    """Arguments of this signal that cannot travel to this background receiver
+    and that it neither prepares nor excludes (``manage.py check``'s
+    signalbox.W010): its sends would fail."""
+
+    @property
+    def mode(self) -> str:
+        """How it runs, as the table shows it: ``run``, then ``async`` for a
+        coroutine receiver (``inline async``)."""
+        return f"{self.run} async" if self.coroutine else self.run
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,15 +138,20 @@ def _listing(
 ) -> ReceiverListing:
     if isinstance(receiver, Adapter):
         info: registry.ReceiverInfo | None = receiver.info
+        coroutine = iscoroutinefunction(receiver.receiver)
     else:
         info = registry.registry.info(signal, receiver, sender)
+        coroutine = iscoroutinefunction(receiver)
     if info is not None:
+        name = registry.signal_name(signal)
         return ReceiverListing(
             key=info.key,
             run=info.run,
             sender=info.sender,
             location=_short(info.location),
             connected_by="signalbox",
+            coroutine=coroutine,
+            untravelled=tuple(_travel.left_in(name, info.run, info.travel)),
         )
     return ReceiverListing(
         key=registry.receiver_key(receiver),
@@ -141,6 +159,7 @@ def _listing(
         sender=registry.describe_sender(sender),
         location=_short(registry.source_location(receiver)),
         connected_by="django",
+        coroutine=coroutine,
     )
 
 

@@ -118,11 +118,19 @@ class Command(BaseCommand):
         for listing in listings:
             self.stdout.write(self.style.MIGRATE_HEADING(listing.signal))
             width = max(len(r.key) for r in listing.receivers)
+            modes = max(10, *(len(r.mode) for r in listing.receivers))
             for r in listing.receivers:
                 self.stdout.write(
-                    f"  {r.run:<10} {r.key:<{width}}  "
+                    f"  {r.mode:<{modes}} {r.key:<{width}}  "
                     f"sender={r.sender or '*':<20} {r.location}"
                 )
+                if r.untravelled:
+                    self.stdout.write(
+                        self.style.WARNING(
+                            f"    cannot send {', '.join(r.untravelled)} to it: "
+                            f"give it prepare= or exclude= (signalbox.W010)"
+                        )
+                    )
         total = sum(len(listing.receivers) for listing in listings)
         receivers = ngettext("%(count)d receiver", "%(count)d receivers", total)
         signals = ngettext("%(count)d signal", "%(count)d signals", len(listings))
