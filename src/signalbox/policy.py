@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final
 
+from signalbox import _forks
 from signalbox.exceptions import ReceiverError
 
 DEFAULT_ATTEMPTS: Final = 20
@@ -42,6 +43,11 @@ class Backoff:
 
 
 _rng = random.Random()  # noqa: S311 - jitter, not security
+# A forked child (Celery's pool, a pre-forking web server) would otherwise
+# draw the parent's sequence: every process's retries of a burst would land
+# together, which is what the jitter is there to prevent. Seeded afresh (from
+# the OS) in each child, as the random module does for its own generator.
+_forks.renew_in_children(_rng, random.Random.seed)
 
 _Exceptions = tuple[type[BaseException], ...]
 
