@@ -14,6 +14,8 @@ SQLite, which has one writer at a time, a plain ``UPDATE`` of a sub-select.
 
 from signalbox.outbox._base import (
     NOTIFY_CHANNEL,
+    RELAY_CHANNEL,
+    RELAY_PREFIX,
     Claimed,
     Handover,
     NewDelivery,
@@ -21,7 +23,13 @@ from signalbox.outbox._base import (
     after,
     ago,
 )
-from signalbox.outbox._handover import handover_due, mark_handed_over
+from signalbox.outbox._handover import (
+    handover_due,
+    mark_handed_over,
+    next_due,
+    wake_relay,
+    wake_relay_for,
+)
 from signalbox.outbox._housekeeping import (
     Pruned,
     bury_unknown,
@@ -31,8 +39,10 @@ from signalbox.outbox._housekeeping import (
     heartbeat,
     known_receivers,
     prune,
+    relay_seen,
     retry,
     retry_dead,
+    waiting_for_relay,
 )
 from signalbox.outbox._leases import (
     claim,
@@ -49,6 +59,8 @@ from signalbox.outbox._writing import batch, enqueue
 
 __all__ = [
     "NOTIFY_CHANNEL",
+    "RELAY_CHANNEL",
+    "RELAY_PREFIX",
     "Claimed",
     "Handover",
     "NewDelivery",
@@ -72,10 +84,15 @@ __all__ = [
     "heartbeat",
     "known_receivers",
     "mark_handed_over",
+    "next_due",
     "prune",
+    "relay_seen",
     "release",
     "rescue",
     "retry",
     "retry_dead",
     "retry_later",
+    "waiting_for_relay",
+    "wake_relay",
+    "wake_relay_for",
 ]

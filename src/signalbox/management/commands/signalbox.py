@@ -20,8 +20,10 @@
 
 from __future__ import annotations
 
+import _thread
 import json
 import signal
+import socket
 import threading
 from typing import Any
 
@@ -124,12 +126,19 @@ class Command(BaseCommand):
         self.stdout.write(f"Worker stopped: {summary or 'nothing ran'}.")
 
     def _relay(self, options: dict[str, Any]) -> None:
-        relay = Relay(using=options["database"])
         if options["once"]:
+            # One record per host, however often cron runs it: its heartbeat
+            # says a relay runs here.
+            name = f"{outbox.RELAY_PREFIX}{socket.gethostname()}:once"
+            relay = Relay(using=options["database"], name=name)
             self.stdout.write(f"Handed over {relay.run_once()} deliveries.")
             return
+        relay = Relay(using=options["database"])
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: relay.stop())
+            # Stopping takes the lock of the event the relay sleeps on, which
+            # the interrupted main thread may hold: a thread of its own takes
+            # it once the main thread lets go (as the worker's handler does).
+            signal.signal(signum, lambda *_: _thread.start_new_thread(relay.stop, ()))
         relay.run()
         self.stdout.write("Relay stopped.")
 
