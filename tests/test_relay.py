@@ -230,6 +230,29 @@ def test_a_row_the_pass_could_not_mark_is_left_to_the_poll(
 
 
 @pytest.mark.postgres
+def test_a_retry_or_a_delayed_row_wakes_the_relays_not_the_workers() -> None:
+    import psycopg
+
+    connect(fails_first, backoff=signalbox.Backoff(base=timedelta(seconds=5)))
+    connect(runs, engine="threads", delay=timedelta(seconds=5))
+    params = connections["default"].get_connection_params()
+    with psycopg.connect(**params, autocommit=True) as listener:
+        listener.execute(f"LISTEN {outbox.RELAY_CHANNEL}")
+        listener.execute(f"LISTEN {outbox.NOTIFY_CHANNEL}")
+        order_paid.send(sender=None)  # a delayed row of "threads"
+        assert engines.flush()
+        retried = Delivery.objects.get(engine="broker").pk
+        assert deliver(retried, engine="broker") == Outcome.RETRYING
+        received = list(listener.notifies(timeout=1.0, stop_after=2))
+    # The engine's alias, and nothing of the row: the relays of other
+    # engines go back to sleep; the embedded workers are not woken at all.
+    assert sorted((n.channel, n.payload) for n in received) == [
+        (outbox.RELAY_CHANNEL, "broker"),
+        (outbox.RELAY_CHANNEL, "threads"),
+    ]
+
+
+@pytest.mark.postgres
 def test_retries_and_delayed_rows_start_within_100_ms_of_their_due_time() -> None:
     # The thread engine runs each row in this process, the relay runs on a
     # thread: 25 retries due up to a second after their failure, and 25 rows
