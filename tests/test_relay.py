@@ -8,6 +8,8 @@ row is written; it records a heartbeat, and ``manage.py check`` and
 
 from __future__ import annotations
 
+import io
+import socket
 import statistics
 import threading
 import time
@@ -16,6 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.db import connections
 from django.test import override_settings
 
@@ -301,6 +304,14 @@ def test_the_relay_keeps_a_worker_record_while_it_runs() -> None:
         assert (record.queues, record.receivers) == ([], [])
         assert outbox.relay_seen(stale_after=timedelta(seconds=60), using="default")
     assert not WorkerRecord.objects.exists()  # removed when it stops
+
+
+def test_a_relay_run_from_cron_keeps_one_record_per_host() -> None:
+    for _ in range(2):
+        call_command("signalbox", "relay", "--once", stdout=io.StringIO())
+    [record] = WorkerRecord.objects.all()
+    assert record.name == f"{outbox.RELAY_PREFIX}{socket.gethostname()}:once"
+    assert outbox.relay_seen(stale_after=timedelta(seconds=60), using="default")
 
 
 def due_retry_for_the_broker() -> None:
