@@ -277,14 +277,13 @@ def _hand_over_on_commit(
 
     # A delayed row is not due yet: its message would run nothing. The relay
     # hands it over once due; a sleeping relay learns of it here.
-    delayed = {row.engine for row in rows if row.delay}
-    if delayed:
-        outbox.wake_relay(delayed, using=using)
     handovers = [
         outbox.Handover(pk, row.engine, row.queue, row.priority, using)
         for pk, row in zip(ids, rows, strict=True)
         if not row.delay
     ]
+    if len(handovers) < len(rows):
+        outbox.wake_relay({row.engine for row in rows if row.delay}, using=using)
     if not handovers:
         return
     transaction.on_commit(
