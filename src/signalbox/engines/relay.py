@@ -14,9 +14,9 @@ Between passes it sleeps until the next waiting row falls due (a retry, a
 delayed row), so that row is handed over on time rather than at the next
 poll; on PostgreSQL a write that sets a row due later (``NOTIFY
 signalbox_relay``, with the row's engine) wakes it to look again, and
-elsewhere it learns of such rows at its next pass. It never sleeps longer
-than ``POLL_SECONDS``: rows their sender did not hand over, lost messages
-and expired leases are found by polling. Its worker record (a heartbeat,
+elsewhere it looks at the next due time every tenth of a second. It never
+sleeps longer than ``POLL_SECONDS``: rows their sender did not hand over,
+lost messages and expired leases are found by polling. Its worker record (a heartbeat,
 named ``relay:…``) tells ``manage.py check`` and ``signalbox status`` that
 a relay runs.
 """
@@ -44,6 +44,11 @@ _LATE = 0.001
 """Seconds the relay sleeps past a row's due time: waking a hair early would
 cost a pass that finds the row not due yet, and another."""
 
+DUE_POLL = 0.1
+"""Seconds between the relay's looks at the next due time while it sleeps,
+where no NOTIFY wakes it (MariaDB, MySQL, SQLite): how late a retry written
+meanwhile, and due sooner, may start."""
+
 _SLACK = 0.005
 """Seconds by which the database's clock (milliseconds on SQLite) and the
 relay's may disagree about when a pass looked."""
@@ -67,6 +72,7 @@ class Relay:
         )
         self.stopping = threading.Event()
         self._wake = threading.Event()
+        self._listening = False  # a NOTIFY wakes it (PostgreSQL)
         self._paused_until: dict[str, float] = {}
         self._pause: dict[str, float] = {}
         self._last_bury = 0.0
@@ -111,16 +117,23 @@ class Relay:
 
     def _sleep_until(self, deadline: float) -> None:
         """Sleep until ``deadline`` (monotonic), or until a row falls due
-        sooner: a wake-up (a NOTIFY: a row was given a due time) looks at
+        sooner. A wake-up (a NOTIFY: a row was given a due time) looks at
         the next due time again, one query rather than a whole pass, so a
-        stream of retries does not keep the relay busy when rows fall due."""
-        while self._wake.wait(max(deadline - time.monotonic(), 0.0)):
-            if self.stopping.is_set():
+        stream of retries does not keep the relay busy when rows fall due.
+        Without NOTIFY (MariaDB, MySQL, SQLite) it looks every
+        :data:`DUE_POLL` seconds instead."""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            step = left if self._listening else min(left, DUE_POLL)
+            woken = self._wake.wait(step)
+            if self.stopping.is_set() or not (woken or step < left):
                 return
             self._wake.clear()
-            left = self._next_due()
-            if left is not None:
-                deadline = min(deadline, time.monotonic() + max(left, 0.0) + _LATE)
+            due = self._next_due()
+            if due is not None:
+                deadline = min(deadline, time.monotonic() + max(due, 0.0) + _LATE)
 
     def _until_next(self, looked: float) -> float:
         """Seconds until something is for the relay to do after a pass that
@@ -174,6 +187,7 @@ class Relay:
             wanted=served.__contains__,
         )
         listener.start()
+        self._listening = True
         return listener
 
     def run_once(self) -> int:
