@@ -39,7 +39,7 @@ EMBEDDED = {"BACKEND": "signalbox.engines.embedded.EmbeddedEngine"}
 RECORDING = {"BACKEND": "tests.testapp.engines.RecordingEngine"}
 THREADS = {
     "BACKEND": "signalbox.engines.threads.ThreadEngine",
-    "OPTIONS": {"threads": 8},
+    "OPTIONS": {"threads": 16},
 }
 
 order_paid = signalbox.Signal()
