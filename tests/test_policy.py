@@ -84,3 +84,33 @@ class TestPolicy:
 def test_retry_takes_seconds_or_a_timedelta() -> None:
     assert Retry(delay=5).delay == timedelta(seconds=5)
     assert Retry(delay=timedelta(minutes=2)).delay == timedelta(minutes=2)
+
+
+def test_each_forked_process_draws_its_own_jitter() -> None:
+    # Celery's pool forks its processes from a parent that imported
+    # signalbox: with the parent's generator state copied into each, they
+    # backed off in lockstep, every retry of a burst landing together.
+    import os
+
+    children = 4
+    reader, writer = os.pipe()
+    pids = []
+    for _ in range(children):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child leaves with os._exit)
+            code = 1
+            try:
+                draws = [Backoff().delay(20).total_seconds() for _ in range(3)]
+                os.write(writer, (repr(draws) + "\n").encode())
+                code = 0
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    os.close(writer)
+    with os.fdopen(reader) as lines:
+        draws_by_child = lines.read().splitlines()
+    for pid in pids:
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    assert len(draws_by_child) == children
+    assert len(set(draws_by_child)) == children  # no two children alike

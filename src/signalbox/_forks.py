@@ -5,7 +5,9 @@ the parent (the hand-over thread in the middle of a publish, the lease
 keeper writing acknowledgements) holds one at that moment, the child's copy
 stays locked for good: its first send would wait for it forever. So each
 object whose lock a background thread takes renews it, with the state that
-lock guards, in every child, before the child runs anything else.
+lock guards, in every child, before the child runs anything else. The
+same hook gives each child a generator of its own (the retry jitter's), so
+that forked processes do not draw the same numbers.
 """
 
 from __future__ import annotations

@@ -9,9 +9,11 @@ from django.apps import AppConfig, apps
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
+from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
 from signalbox import _travel, conf, engines, registry
 from signalbox.exceptions import ConfigurationError
+from signalbox.observe import status
 
 
 @checks.register()
@@ -177,3 +179,39 @@ def _missing(label: str, names: frozenset[str]) -> list[str]:
             if not any(f.attname == name for f in model._meta.concrete_fields):
                 missing.append(f"the field {name!r}, which {model._meta.label} lacks")
     return missing
+
+
+@checks.register()
+def check_relay(
+    app_configs: Sequence[AppConfig] | None = None,
+    databases: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> list[checks.CheckMessage]:
+    """Warn (``signalbox.W005``) when rows of an engine other than the
+    embedded worker are due and only a relay can hand them over, but no
+    relay was seen lately (``--database`` names the databases to look at;
+    the default one otherwise).
+
+    Without such an engine it asks the database nothing; a database that
+    cannot be read yet (before ``migrate``) is no warning.
+    """
+    try:
+        if not engines.aliases(embedded=False):
+            return []
+    except ConfigurationError:  # signalbox.E001/E002 say what is wrong
+        return []
+    messages: list[checks.CheckMessage] = []
+    for using in databases or [DEFAULT_DB_ALIAS]:
+        try:
+            warning = status.relay_warning(using=using)
+        except DatabaseError:
+            continue
+        if warning:
+            messages.append(
+                checks.Warning(
+                    f"Database {using!r}: {warning}",
+                    hint=status.RELAY_HINT,
+                    id="signalbox.W005",
+                )
+            )
+    return messages

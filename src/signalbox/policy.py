@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final
 
+from signalbox import _forks
 from signalbox import _travel as travel
 from signalbox.exceptions import ReceiverError
 
@@ -43,6 +44,11 @@ class Backoff:
 
 
 _rng = random.Random()  # noqa: S311 - jitter, not security
+# A forked child (Celery's pool, a pre-forking web server) would otherwise
+# draw the parent's sequence: every process's retries of a burst would land
+# together, which is what the jitter is there to prevent. Seeded afresh (from
+# the OS) in each child, as the random module does for its own generator.
+_forks.renew_in_children(_rng, random.Random.seed)
 
 _Exceptions = tuple[type[BaseException], ...]
 

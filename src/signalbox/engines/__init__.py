@@ -291,7 +291,8 @@ def after_commit(
     arranges for them to be handed to their engines once the transaction
     commits (never after a rollback), on the hand-over thread, so the
     sender never waits for a broker. Delayed rows are left to the relay,
-    which hands them over once due."""
+    which hands them over once due: on PostgreSQL they wake it (at the
+    commit) to sleep until then."""
     return functools.partial(_hand_over_on_commit, rows, using)
 
 
@@ -301,12 +302,14 @@ def _hand_over_on_commit(
     from signalbox.engines import _handoff
 
     # A delayed row is not due yet: its message would run nothing. The relay
-    # hands it over once due.
+    # hands it over once due; a sleeping relay learns of it here.
     handovers = [
         outbox.Handover(pk, row.engine, row.queue, row.priority, using)
         for pk, row in zip(ids, rows, strict=True)
         if not row.delay
     ]
+    if len(handovers) < len(rows):
+        outbox.wake_relay({row.engine for row in rows if row.delay}, using=using)
     if not handovers:
         return
     transaction.on_commit(

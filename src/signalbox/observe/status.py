@@ -31,7 +31,8 @@ class Line:
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """The whole outbox, and the receiver keys no running worker knows."""
+    """The whole outbox, the receiver keys no running worker knows, and
+    whether an engine's rows wait for a relay that nobody runs."""
 
     lines: list[Line]
     unknown: list[str]
@@ -39,6 +40,7 @@ class Report:
     unstarted: list[outbox.Waiting] = field(default_factory=list)
     """Rows handed to an engine long ago that no worker started, by engine
     and queue (see :func:`unstarted`)."""
+    relay_warning: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready form of the report."""
@@ -63,6 +65,8 @@ class Report:
             rows.append("\nNo running worker knows these receivers (their rows wait):")
             rows.extend(f"  {key}" for key in self.unknown)
         rows.extend(unstarted_text(self.unstarted, self.now))
+        if self.relay_warning:
+            rows.append(f"\n{self.relay_warning}\n{RELAY_HINT}")
         return "\n".join(rows)
 
 
@@ -93,7 +97,10 @@ def report(*, using: str) -> Report:
     known = outbox.known_receivers(stale_after=conf.get().lease * 2, using=using)
     waiting = {line.receiver for line in lines if line.oldest_waiting is not None}
     return Report(
-        lines=lines, unknown=sorted(waiting - known), unstarted=unstarted(using=using)
+        lines=lines,
+        unknown=sorted(waiting - known),
+        unstarted=unstarted(using=using),
+        relay_warning=relay_warning(using=using),
     )
 
 
@@ -134,6 +141,51 @@ def engine_queue(alias: str, queue: str) -> tuple[str, str]:
     own = engine.broker_queue(queue)
     named = f"{queue!r}" if own == queue else f"{queue!r} ({own!r} to the engine)"
     return f"engine {alias!r}, queue {named}", engine.worker_hint([queue])
+
+
+RELAY_HINT = (
+    "Run `python manage.py signalbox relay` (one, anywhere; or `signalbox "
+    "worker --relay`) next to the engine's own workers."
+)
+"""What to do about :func:`relay_warning`."""
+
+
+def relay_warning(*, using: str) -> str | None:
+    """Why rows of an engine other than the embedded worker wait for a
+    relay, when they do and no relay was seen within two leases; else None.
+
+    Only the relay hands an engine its retries and delayed rows once due
+    (and the rows its sender could not hand over): without one they wait
+    for good. A project with no such engine, or none of whose rows need the
+    relay now, is told nothing, and costs no query when it has no engine.
+    """
+    aliases = engines.aliases(embedded=False)
+    if not aliases:
+        return None
+    settings = conf.get()
+    if outbox.relay_seen(stale_after=settings.lease * 2, using=using):
+        return None
+    waiting = outbox.waiting_for_relay(
+        engines=aliases, grace=settings.handover_grace, using=using
+    )
+    if not waiting:
+        return None
+    counts = " and ".join(
+        ngettext(
+            "%(count)d delivery of engine %(engine)r",
+            "%(count)d deliveries of engine %(engine)r",
+            count,
+        )
+        % {"count": count, "engine": alias}
+        for alias, count in waiting.items()
+    )
+    seconds = int((settings.lease * 2).total_seconds())
+    return (
+        f"No relay was seen in the last {seconds} s, and {counts} "
+        f"{'is' if sum(waiting.values()) == 1 else 'are'} due that only a "
+        f"relay hands over (retries, delayed deliveries, deliveries their "
+        f"sender could not hand over): they wait until one runs."
+    )
 
 
 def _age(age: timedelta | None) -> str:

@@ -14,6 +14,8 @@ SQLite, which has one writer at a time, a plain ``UPDATE`` of a sub-select.
 
 from signalbox.outbox._base import (
     NOTIFY_CHANNEL,
+    RELAY_CHANNEL,
+    RELAY_PREFIX,
     Claimed,
     Handover,
     NewDelivery,
@@ -21,7 +23,13 @@ from signalbox.outbox._base import (
     after,
     ago,
 )
-from signalbox.outbox._handover import handover_due, mark_handed_over
+from signalbox.outbox._handover import (
+    handover_due,
+    mark_handed_over,
+    next_due,
+    wake_relay,
+    wake_relay_for,
+)
 from signalbox.outbox._housekeeping import (
     Pruned,
     RetriedIds,
@@ -32,9 +40,11 @@ from signalbox.outbox._housekeeping import (
     heartbeat,
     known_receivers,
     prune,
+    relay_seen,
     retry,
     retry_dead,
     retry_dead_ids,
+    waiting_for_relay,
 )
 from signalbox.outbox._leases import (
     claim,
@@ -52,6 +62,8 @@ from signalbox.outbox._writing import batch, enqueue
 
 __all__ = [
     "NOTIFY_CHANNEL",
+    "RELAY_CHANNEL",
+    "RELAY_PREFIX",
     "Claimed",
     "Handover",
     "NewDelivery",
@@ -78,7 +90,9 @@ __all__ = [
     "heartbeat",
     "known_receivers",
     "mark_handed_over",
+    "next_due",
     "prune",
+    "relay_seen",
     "release",
     "rescue",
     "retry",
@@ -86,4 +100,7 @@ __all__ = [
     "retry_dead_ids",
     "retry_later",
     "unstarted",
+    "waiting_for_relay",
+    "wake_relay",
+    "wake_relay_for",
 ]

@@ -16,6 +16,15 @@ if TYPE_CHECKING:
     from signalbox.models import DeliveryQuerySet, WorkerRecord
 
 NOTIFY_CHANNEL = "signalbox"
+"""Where a write of rows for the embedded workers wakes them (PostgreSQL)."""
+
+RELAY_CHANNEL = "signalbox_relay"
+"""Where a write that sets an engine's row due later (a retry, a delayed row)
+wakes the relay, with the engine's alias as the payload (PostgreSQL). A
+channel of its own: the embedded workers have nothing to claim then."""
+
+RELAY_PREFIX = "relay:"
+"""How a relay's worker record (its heartbeat) is named: ``relay:host:pid:…``."""
 
 
 @dataclass(frozen=True, slots=True)

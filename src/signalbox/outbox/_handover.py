@@ -12,15 +12,15 @@ nothing: the engine's task claims the row by id, under a lease.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import connections
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, F, Min, Q, Value, When
 from django.db.models.functions import Now
 
 from signalbox import _libpq, _statements
-from signalbox._states import WAITING
-from signalbox.outbox._base import Handover, _rows, ago
+from signalbox._states import WAITING, State
+from signalbox.outbox._base import RELAY_CHANNEL, Handover, _rows, ago
 
 _MOST_DOUBLINGS = 6  # a lost message is looked for again at most 64x later
 
@@ -36,12 +36,18 @@ def handover_due(
     """Up to ``limit`` due rows of ``engines`` their engine may not have.
 
     That is a row never handed over and older than ``grace`` (which leaves
-    the sending process time to hand it over itself), a row not handed over
-    since it last fell due, and a row handed over ``handovers`` times, the
-    last one more than ``redeliver * 2 ** (handovers - 1)`` ago.
+    the sending process time to hand it over itself), a row never handed
+    over that is not its sender's to hand over (a delayed row, a retry: the
+    relay's alone, so no grace), a row not handed over since it last fell
+    due, and a row handed over ``handovers`` times, the last one more than
+    ``redeliver * 2 ** (handovers - 1)`` ago.
     """
     due = _rows(using).due().filter(engine__in=list(engines))
-    never = Q(handed_over_at__isnull=True, enqueued_at__lt=ago(grace))
+    # The sender hands over only the rows it wrote available; a retry that
+    # ran before the sender's mark was written has no mark either, and
+    # waited out the grace (ten seconds) after its backoff.
+    senders = Q(enqueued_at__gte=ago(grace), state=State.AVAILABLE)
+    never = Q(handed_over_at__isnull=True) & ~senders
     again = Q(handed_over_at__lt=F("scheduled_at"))
     late = Q(handed_over_at__lt=ago(redeliver))
     rows = (
@@ -68,6 +74,64 @@ def handover_due(
                 continue  # handed over lately enough: its message may yet come
         found.append(Handover(pk, engine, queue, priority, using, tried))
     return found
+
+
+def next_due(
+    *, engines: Iterable[str], grace: timedelta, using: str
+) -> timedelta | None:
+    """How long until the next row of ``engines`` that the relay is to hand
+    over falls due, by the database's clock (negative: how long ago it fell
+    due); None when there is none.
+
+    That is a waiting row not handed over since it fell due, and not its
+    sender's to hand over (written available within ``grace``): a retry, a
+    delayed row, a row its sender could not hand over. The relay sleeps
+    that long (within its cap), so a retry or a delayed row is handed over
+    when it falls due, not at the next poll. A row handed over already
+    waits for its redelivery, which the relay's poll finds.
+    """
+    senders = Q(enqueued_at__gte=ago(grace), state=State.AVAILABLE)
+    handed = Q(handed_over_at__gte=F("scheduled_at"))
+    found = (
+        _rows(using)
+        .waiting()
+        .filter(engine__in=list(engines))
+        .exclude(senders | handed)
+        .aggregate(
+            at=Min("scheduled_at"),
+            # Never null when ``at`` is not (rows were read).
+            now=Min(Now()),
+        )
+    )
+    at: datetime | None = found["at"]
+    now: datetime | None = found["now"]
+    if at is None or now is None:
+        return None
+    return at - now
+
+
+def wake_relay(engines: Iterable[str], *, using: str) -> None:
+    """Wake the relays (on PostgreSQL) for new rows of ``engines`` that fall
+    due later; sent at the commit of the caller's transaction, if any."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return  # the relay polls the next due time there
+    with connection.cursor() as cursor:
+        for alias in sorted(set(engines)):
+            cursor.execute("SELECT pg_notify(%s, %s)", [RELAY_CHANNEL, alias])
+
+
+def wake_relay_for(delivery_id: int, *, using: str) -> None:
+    """Wake the relays (on PostgreSQL) for the row ``delivery_id``, which was
+    just given a new due time (a retry); its engine's alias says which."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_notify(%s, engine) FROM signalbox_delivery WHERE id = %s",
+            [RELAY_CHANNEL, delivery_id],
+        )
 
 
 def mark_handed_over(handovers: Iterable[Handover], *, using: str) -> int:

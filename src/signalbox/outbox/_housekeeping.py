@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, F, Q
 from django.db.models.functions import Now
 
 from signalbox._states import FINISHED, RETRIABLE, State
-from signalbox.outbox._base import _rows, _workers, ago
+from signalbox.outbox._base import RELAY_PREFIX, _rows, _workers, ago
 
 
 def bury_unknown(
@@ -204,3 +204,41 @@ def known_receivers(*, stale_after: timedelta, using: str) -> set[str]:
     """Every key some worker seen within ``stale_after`` can run."""
     live = _workers(using).filter(seen_at__gte=ago(stale_after))
     return {key for keys in live.values_list("receivers", flat=True) for key in keys}
+
+
+def relay_seen(*, stale_after: timedelta, using: str) -> bool:
+    """Whether a relay recorded its heartbeat within ``stale_after``.
+
+    A relay keeps a worker record as the embedded workers do, named with
+    :data:`RELAY_PREFIX` and listing no receivers (it runs none).
+    """
+    return (
+        _workers(using)
+        .filter(name__startswith=RELAY_PREFIX, seen_at__gte=ago(stale_after))
+        .exists()
+    )
+
+
+def waiting_for_relay(
+    *, engines: Iterable[str], grace: timedelta, using: str
+) -> dict[str, int]:
+    """How many due rows of each of ``engines`` only a relay hands over:
+    retries, delayed rows, and rows their sender did not hand over within
+    ``grace``. Engines with none are left out.
+
+    Rows written within ``grace`` are their sender's to hand over, and rows
+    handed over since they fell due wait in their engine's queue, so an
+    engine that keeps up leaves nothing here.
+    """
+    senders = Q(enqueued_at__gte=ago(grace), state=State.AVAILABLE)
+    handed = Q(handed_over_at__gte=F("scheduled_at"))
+    counted = (
+        _rows(using)
+        .due()
+        .filter(engine__in=list(engines))
+        .exclude(senders | handed)
+        .values_list("engine")
+        .annotate(count=Count("id"))
+        .order_by("engine")
+    )
+    return dict(counted)

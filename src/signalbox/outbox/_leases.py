@@ -16,6 +16,7 @@ from django.db.models.functions import Cast, Now
 from signalbox import _libpq, _statements
 from signalbox._states import WAITING, State
 from signalbox.outbox._base import Claimed, Unreadable, _rows, after
+from signalbox.outbox._handover import wake_relay_for
 
 
 def claim(
@@ -344,7 +345,8 @@ def fail(
     """Record an error: retry after ``retry_in``, or dead when it is None.
 
     Applies only if this claim still holds the delivery. A NUL in ``error``
-    is stored as the four characters ``\\x00``.
+    is stored as the four characters ``\\x00``. A retry wakes the relays
+    (on PostgreSQL): an engine's row is handed over again once due.
     """
     changes: dict[str, Any] = {
         # PostgreSQL refuses NUL in text, and the error is a receiver's words.
@@ -357,12 +359,15 @@ def fail(
         changes.update(state=State.DEAD, finished_at=Now())
     else:
         changes.update(state=State.RETRYABLE, scheduled_at=after(retry_in))
-    return bool(_held(claimed, using).update(**changes))
+    applied = bool(_held(claimed, using).update(**changes))
+    if applied and retry_in is not None:
+        wake_relay_for(claimed.id, using=using)
+    return applied
 
 
 def retry_later(claimed: Claimed, *, delay: timedelta, using: str) -> bool:
     """Put the delivery back for ``delay`` without spending an attempt."""
-    return bool(
+    applied = bool(
         _held(claimed, using).update(
             state=State.RETRYABLE,
             attempt=F("attempt") - 1,
@@ -372,6 +377,9 @@ def retry_later(claimed: Claimed, *, delay: timedelta, using: str) -> bool:
             lease_expires_at=None,
         )
     )
+    if applied:
+        wake_relay_for(claimed.id, using=using)
+    return applied
 
 
 def release(claimed: Sequence[Claimed], *, using: str) -> int:

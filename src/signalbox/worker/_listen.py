@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from django.db import connections
@@ -14,21 +15,31 @@ logger = logging.getLogger("signalbox.worker")
 
 
 class Listener(threading.Thread):
-    """Sets ``wake`` whenever a notification arrives on the signalbox channel.
+    """Sets ``wake`` whenever a notification arrives on ``channel`` (the
+    embedded workers' by default) whose payload ``wanted`` accepts (any, by
+    default).
 
     It keeps its own autocommit connection (Django's are per thread and live
     inside transactions), and reconnects with backoff when the server goes
-    away; while it is down the worker still polls, so nothing waits longer
-    than the poll interval.
+    away; while it is down the worker (or the relay) still polls, so nothing
+    waits longer than the poll interval.
     """
 
     def __init__(
-        self, using: str, wake: threading.Event, stop: threading.Event
+        self,
+        using: str,
+        wake: threading.Event,
+        stop: threading.Event,
+        *,
+        channel: str = NOTIFY_CHANNEL,
+        wanted: Callable[[str], bool] | None = None,
     ) -> None:
         super().__init__(name="signalbox-listen", daemon=True)
         self.using = using
         self.wake = wake
         self.stop = stop
+        self.channel = channel
+        self.wanted = wanted
 
     def run(self) -> None:
         pause = 0.5
@@ -49,9 +60,11 @@ class Listener(threading.Thread):
 
         params: dict[str, Any] = connections[self.using].get_connection_params()
         with psycopg.connect(**params, autocommit=True) as connection:
-            connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            # A channel name is one of outbox's constants, never data.
+            connection.execute(f"LISTEN {self.channel}")
             # Anything committed while we were (re)connecting was missed: look.
             self.wake.set()
             while not self.stop.is_set():
-                for _ in connection.notifies(timeout=0.25):
-                    self.wake.set()
+                for notice in connection.notifies(timeout=0.25):
+                    if self.wanted is None or self.wanted(notice.payload):
+                        self.wake.set()

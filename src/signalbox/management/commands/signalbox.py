@@ -29,12 +29,14 @@ worker or a relay has to say.
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import contextlib
 import copy
 import json
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -161,8 +163,11 @@ class Command(BaseCommand):
             self.stdout.write(line)
 
     def _relay(self, options: dict[str, Any]) -> None:
-        relay = Relay(using=options["database"])
         if options["once"]:
+            # One record per host, however often cron runs it: its heartbeat
+            # says a relay runs here.
+            name = f"{outbox.RELAY_PREFIX}{socket.gethostname()}:once"
+            relay = Relay(using=options["database"], name=name)
             count = relay.run_once()
             handed = ngettext(
                 "Handed over %(count)d delivery.",
@@ -171,8 +176,12 @@ class Command(BaseCommand):
             )
             self.stdout.write(handed % {"count": count})
             return
+        relay = Relay(using=options["database"])
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: relay.stop())
+            # Stopping takes the lock of the event the relay sleeps on, which
+            # the interrupted main thread may hold: a thread of its own takes
+            # it once the main thread lets go (as the worker's handler does).
+            signal.signal(signum, lambda *_: _thread.start_new_thread(relay.stop, ()))
         relay.run()
         self.stdout.write("Relay stopped.")
 
