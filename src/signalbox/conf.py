@@ -32,6 +32,7 @@ DEFAULTS: Mapping[str, Any] = {
     "ENGINES": {"default": {"BACKEND": "signalbox.engines.embedded.EmbeddedEngine"}},
     "HANDOVER_GRACE_SECONDS": 10,
     "REDELIVER_SECONDS": 600,
+    "OUTBOX_DATABASES": ("default",),
 }
 
 
@@ -57,6 +58,7 @@ class Settings:
     engines: Mapping[str, EngineSettings]
     handover_grace: timedelta
     redeliver: timedelta
+    outbox_databases: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,7 @@ def _load() -> Settings:
         engines=_engines(values),
         handover_grace=_seconds(values, "HANDOVER_GRACE_SECONDS"),
         redeliver=_seconds(values, "REDELIVER_SECONDS", minimum=1),
+        outbox_databases=_aliases(values, "OUTBOX_DATABASES"),
     )
 
 
@@ -183,6 +186,20 @@ def _dotted_paths(values: Mapping[str, Any], key: str) -> tuple[str, ...]:
             f"not {value!r}."
         )
     return tuple(value)
+
+
+def _aliases(values: Mapping[str, Any], key: str) -> frozenset[str]:
+    value = values[key]
+    if (
+        not isinstance(value, list | tuple)
+        or not value
+        or not all(isinstance(v, str) and v for v in value)
+    ):
+        raise ConfigurationError(
+            f"settings.SIGNALBOX[{key!r}] must be a non-empty list of database "
+            f"aliases (keys of settings.DATABASES), not {value!r}."
+        )
+    return frozenset(value)
 
 
 def reset(**_: object) -> None:
