@@ -155,7 +155,11 @@ def _explain_miss(
     delivery_id: int, engine: str, receivers: dict[str, list[Found]], using: str
 ) -> None:
     """Say why a message found nothing to run, when it is worth a warning."""
-    owner = outbox.due_owner(delivery_id, using=using)
+    try:
+        owner = outbox.due_owner(delivery_id, using=using)
+    except Exception as error:  # only an explanation is lost: nothing ran anyway
+        logger.debug("Delivery %s: nothing to run (%s).", delivery_id, error)
+        return
     if owner is None:  # running, finished, not due or missing: a stale message
         logger.debug("Delivery %s: nothing to run.", delivery_id)
     elif owner[0] != engine:
