@@ -69,6 +69,13 @@ def test_system_check_reports_a_bad_setting() -> None:
     assert "SLOW_RECEIVER_MS" in errors[0].msg
 
 
+def test_system_check_reports_an_outbox_database_django_does_not_have() -> None:
+    with override_settings(SIGNALBOX={"OUTBOX_DATABASES": ["default", "gone"]}):
+        [error] = check_settings()
+    assert error.id == "signalbox.E001"
+    assert "names ['gone'], which settings.DATABASES does not have" in error.msg
+
+
 def test_system_check_is_quiet_when_all_is_well() -> None:
     assert check_settings() == []
 
