@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -38,7 +38,20 @@ from tests.testapp import remote_jobs
 from tests.testapp.models import Note, Order
 
 ROOT = Path(__file__).resolve().parents[1]
-FORGED = ["completed", "dead", "missing", "leased"]
+FORGED = ["completed", "dead", "missing", "leased", "other_engine", "other_database"]
+"""What a forged message names: a row already completed, dead, deleted or
+leased to someone else, another engine's row (the message names that
+engine), or a due row of the engine's on a database alias that is not one of
+``OUTBOX_DATABASES`` (the message names that alias)."""
+OTHER_ENGINE = "default"  # the embedded worker, configured in every process
+
+
+class Forged(NamedTuple):
+    """What a forged message names: the row's id, an engine and a database."""
+
+    pk: int
+    engine: str = "remote"
+    using: str = "default"
 
 
 @contextmanager
@@ -69,6 +82,7 @@ def environment(engine: dict[str, Any], **extra: Any) -> dict[str, str]:
         "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}",
         "DJANGO_SETTINGS_MODULE": "tests.engine_worker_settings",
         "SIGNALBOX_WORKER_DB": str(connection.settings_dict["NAME"]),
+        "SIGNALBOX_WORKER_OTHER_DB": str(connections["other"].settings_dict["NAME"]),
         "SIGNALBOX_WORKER_ENGINE": json.dumps(engine),
         "SIGNALBOX_WORKER_EXTRA": json.dumps(extra),
     }
@@ -116,12 +130,20 @@ def notes() -> list[list[str]]:
     return [note.text.split() for note in Note.objects.order_by("id")]
 
 
-def forge(which: str) -> int:
-    """Commit a row already ``which`` (or deleted) and return its id, to forge.
+def forge(which: str) -> Forged:
+    """Commit a row already ``which`` (or deleted) and return what a forged
+    message names to find it (see :data:`FORGED`).
 
     The row changes state in the transaction that writes it, so the genuine
-    message its commit hands over is as stale as the forged one.
+    message its commit hands over is as stale as the forged one. The row on
+    the other database is due: its genuine message names that alias too.
     """
+    if which == "other_database":
+        with transaction.atomic(using="other"):
+            order = Order.objects.using("other").create(number="F-1")
+            remote_jobs.paid.send(sender=None, order=order, using="other")
+        assert engines.flush()
+        return Forged(Delivery.objects.using("other").get().pk, using="other")
     with transaction.atomic():
         send_order("F-1")
         row = Delivery.objects.get()
@@ -136,12 +158,14 @@ def forge(which: str) -> int:
             )
         elif which == "missing":
             rows.delete()
+        elif which == "other_engine":
+            rows.update(engine=OTHER_ENGINE)
     assert engines.flush()
-    return row.pk
+    return Forged(row.pk, OTHER_ENGINE if which == "other_engine" else "remote")
 
 
-def state_of(pk: int) -> str | None:
-    row = Delivery.objects.filter(pk=pk).first()
+def state_of(pk: int, using: str = "default") -> str | None:
+    row = Delivery.objects.using(using).filter(pk=pk).first()
     return None if row is None else str(row.state)
 
 

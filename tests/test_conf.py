@@ -19,6 +19,7 @@ def test_defaults() -> None:
     assert settings.loop_block_ns == 20_000_000
     assert settings.dead_payload_retention == timedelta(days=7)
     assert settings.dead_retention == timedelta(days=30)
+    assert settings.outbox_databases == {"default"}
 
 
 def test_override_settings_is_seen_and_undone() -> None:
@@ -39,6 +40,8 @@ def test_override_settings_is_seen_and_undone() -> None:
             {"DEAD_PAYLOAD_RETENTION_SECONDS": -1},
             r"\['DEAD_PAYLOAD_RETENTION_SECONDS'\] must be a number of seconds",
         ),
+        ({"OUTBOX_DATABASES": "default"}, r"non-empty list of database aliases"),
+        ({"OUTBOX_DATABASES": []}, r"\['OUTBOX_DATABASES'\] must be a non-empty"),
     ],
 )
 def test_bad_values_are_named(value: object, message: str) -> None:
@@ -64,6 +67,13 @@ def test_system_check_reports_a_bad_setting() -> None:
         errors = check_settings()
     assert [error.id for error in errors] == ["signalbox.E001"]
     assert "SLOW_RECEIVER_MS" in errors[0].msg
+
+
+def test_system_check_reports_an_outbox_database_django_does_not_have() -> None:
+    with override_settings(SIGNALBOX={"OUTBOX_DATABASES": ["default", "gone"]}):
+        [error] = check_settings()
+    assert error.id == "signalbox.E001"
+    assert "names ['gone'], which settings.DATABASES does not have" in error.msg
 
 
 def test_system_check_is_quiet_when_all_is_well() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,21 +18,24 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from io import StringIO
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.test import override_settings
+from django.utils import timezone
 
 from signalbox import ConfigurationError, Signal, engines
 from signalbox._states import State
 from signalbox.engines.relay import Relay
 from signalbox.models import Delivery
 from signalbox.observe import status
+from tests import engine_support as support
 from tests.testapp import celery_jobs
-from tests.testapp.celery_app import QUEUE
+from tests.testapp.celery_app import QUEUE, TASK_RETURNED
 from tests.testapp.models import Note, Order
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,6 +82,9 @@ class CeleryWorkers:
             "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}",
             "DJANGO_SETTINGS_MODULE": "tests.celery_settings",
             "SIGNALBOX_WORKER_DB": str(connection.settings_dict["NAME"]),
+            "SIGNALBOX_WORKER_OTHER_DB": str(
+                connections["other"].settings_dict["NAME"]
+            ),
             "SIGNALBOX_CELERY_APP": f"{APPS}.{self.app}",
             **env,
         }
@@ -297,32 +304,54 @@ def test_a_failing_receiver_is_retried_by_the_relay_then_dead(
     assert len(notes("start")) == 2
 
 
-@pytest.mark.parametrize("which", ["completed", "dead", "missing", "leased", "other"])
+def forge(which: str) -> tuple[int, str]:
+    """Commit a row for :data:`support.FORGED`'s ``which`` and return its id
+    and database; its genuine message is purged before the forged one."""
+    if which == "other_database":
+        with transaction.atomic(using="other"):
+            order = Order.objects.using("other").create(number="F-other")
+            celery_jobs.paid.send(sender=Order, order=order, tag="F", using="other")
+        assert engines.flush()
+        return Delivery.objects.using("other").get().pk, "other"
+    send("forged")
+    assert engines.flush()
+    rows = Delivery.objects.all()
+    if which in ("completed", "dead"):
+        rows.update(state=which)
+    elif which == "leased":
+        rows.update(state=State.EXECUTING, lease_token=uuid.uuid4())
+    elif which == "other_engine":  # a Celery message cannot name the engine
+        rows.update(engine=support.OTHER_ENGINE)
+    pk = rows.get().pk
+    return (pk + 1000 if which == "missing" else pk), "default"
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "other"])
+@pytest.mark.parametrize("which", support.FORGED)
 def test_a_forged_message_runs_nothing(broker: CeleryWorkers, which: str) -> None:
     from tests.testapp import celery_app
 
     app = getattr(celery_app, broker.app)
-    forged = send("forged")
-    assert engines.flush()
-    row = Delivery.objects.get()
-    if which in ("completed", "dead"):
-        Delivery.objects.filter(pk=row.pk).update(state=which)
-    elif which == "leased":
-        Delivery.objects.filter(pk=row.pk).update(
-            state=State.EXECUTING, lease_token=uuid.uuid4()
-        )
-    elif which == "other":
-        Delivery.objects.filter(pk=row.pk).update(engine="default")
+    pk, using = forge(which)
     purge(broker.app)  # only the forged message reaches the worker
-    before = Delivery.objects.values().get(pk=row.pk)
-    pk = row.pk + 1000 if which == "missing" else row.pk
-    app.send_task("signalbox.deliver.celery", args=[pk], queue=QUEUE)
+    before = list(Delivery.objects.using(using).values())
+    args = [pk] if using == "default" else [pk, using]
+    app.send_task("signalbox.deliver.celery", args=args, queue=QUEUE)
     broker.start()
     send("real")  # FIFO on one solo worker: once this ran, the forged one was seen
     wait_for(lambda: len(notes("end")) == 1)
     assert [note[0] for note in notes("start")] == ["real"]
-    assert Delivery.objects.values().get(pk=row.pk) == before
-    assert forged.number not in str(notes("start"))
+    assert (
+        list(
+            Delivery.objects.using(using)
+            .filter(pk__in=[r["id"] for r in before])
+            .values()
+        )
+        == before
+    )
+    if which.startswith("other_"):  # said, without the message's values
+        assert "nothing ran" in broker.logs()
+        assert "F-other" not in broker.logs()
 
 
 # -- the default queue: where a worker started the plain way looks ----------------
@@ -373,3 +402,28 @@ def test_a_queue_no_worker_consumes_is_named_by_status_and_the_relay(
         relay.run_once()
     assert [r.levelno for r in caplog.records] == [logging.INFO]
     assert "start again" in caplog.records[0].getMessage()
+
+
+def test_a_worker_that_lacks_the_receiver_leaves_its_rows_to_one_that_knows_it(
+    broker: CeleryWorkers,
+) -> None:
+    ignorant = broker.start(SIGNALBOX_CELERY_RECEIVERS="0")
+    for _ in range(3):
+        send("unknown")
+    wait_for(lambda: broker.logs().count(TASK_RETURNED) == 3)
+    key = Delivery.objects.values_list("receiver", flat=True).first()
+    # (Celery logs the worker's stderr again: each line appears twice.)
+    warned = re.findall(r"Delivery (\d+) is for receiver", broker.logs())
+    assert len(set(warned)) == 1, broker.logs()
+    assert f"is for receiver {key}, " in broker.logs()
+    rows = Delivery.objects.values_list("state", "attempt").distinct()
+    assert list(rows) == [(State.AVAILABLE, 0)]
+    assert notes("start") == []
+    ignorant.send_signal(signal.SIGTERM)  # a warm stop: every message acked
+    ignorant.wait(timeout=20)
+    broker.start()
+    # Their messages seem lost by now: the relay hands them over again.
+    Delivery.objects.update(handed_over_at=timezone.now() - timedelta(days=1))
+    assert Relay().run_once() == 3
+    wait_for(lambda: len(notes("end")) == 3)
+    wait_for(lambda: Delivery.objects.completed().count() == 3, timeout=5)

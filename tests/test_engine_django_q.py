@@ -106,11 +106,12 @@ def test_failures_are_retried_by_the_relay_then_dead(worker: None) -> None:
     support.retried_by_the_relay_then_dead()
 
 
+@pytest.mark.django_db(transaction=True, databases=["default", "other"])
 @pytest.mark.parametrize("which", support.FORGED)
 def test_a_forged_message_runs_nothing(worker: None, which: str) -> None:
-    pk = support.forge(which)
-    before = support.state_of(pk)
-    async_task(TASK, pk, "remote", "default", broker=engine().broker("default"))
+    forged = support.forge(which)
+    before = support.state_of(forged.pk, forged.using)
+    async_task(TASK, *forged, broker=engine().broker("default"))
     support.sentinel_ran()  # after the genuine and the forged task
     assert [n[0] for n in support.notes()] == ["S-1"]
-    assert support.state_of(pk) == before
+    assert support.state_of(forged.pk, forged.using) == before

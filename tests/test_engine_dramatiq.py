@@ -127,18 +127,15 @@ def test_failures_are_retried_by_the_relay_then_dead(worker: None) -> None:
     support.retried_by_the_relay_then_dead()
 
 
+@pytest.mark.django_db(transaction=True, databases=["default", "other"])
 @pytest.mark.parametrize("which", support.FORGED)
 def test_a_forged_message_runs_nothing(worker: None, which: str) -> None:
-    pk = support.forge(which)
-    before = support.state_of(pk)
-    forged = dramatiq.Message(
-        queue_name=QUEUE,
-        actor_name=ACTOR,
-        args=(pk, "remote", "default"),
-        kwargs={},
-        options={},
+    forged = support.forge(which)
+    before = support.state_of(forged.pk, forged.using)
+    message = dramatiq.Message(
+        queue_name=QUEUE, actor_name=ACTOR, args=forged, kwargs={}, options={}
     )
-    engine().broker.enqueue(forged)
+    engine().broker.enqueue(message)
     support.sentinel_ran()  # after the genuine and the forged message
     assert [n[0] for n in support.notes()] == ["S-1"]
-    assert support.state_of(pk) == before
+    assert support.state_of(forged.pk, forged.using) == before

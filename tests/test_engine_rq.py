@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from redis import Redis
 
 from signalbox import ConfigurationError, engines
@@ -33,9 +35,10 @@ def configured() -> Iterator[None]:
         yield
 
 
-def work_off(*queues: str) -> str:
+def work_off(*queues: str, **extra: Any) -> str:
     """Run a real ``rq worker`` until its queues are empty: RQ's own default
-    queue unless ``queues`` names others, as ``rq worker`` does."""
+    queue unless ``queues`` names others, as ``rq worker`` does (``extra``:
+    settings)."""
     return support.run_to_exit(
         support.python(
             "-m",
@@ -52,7 +55,7 @@ def work_off(*queues: str) -> str:
             "tests.rq_worker_config",
             *queues,
         ),
-        support.environment(RQ),
+        support.environment(RQ, **extra),
     )
 
 
@@ -101,11 +104,37 @@ def test_failures_are_retried_by_the_relay_then_dead() -> None:
     assert [n[:2] for n in support.notes()] == [["fail", "1"], ["fail", "2"]]
 
 
+@pytest.mark.django_db(transaction=True, databases=["default", "other"])
 @pytest.mark.parametrize("which", support.FORGED)
 def test_a_forged_message_runs_nothing(which: str) -> None:
-    pk = support.forge(which)
-    before = support.state_of(pk)
-    engine().queue("default").enqueue_call(run, args=(pk, "remote", "default"))
-    work_off()
+    forged = support.forge(which)
+    before = support.state_of(forged.pk, forged.using)
+    engine().queue("default").enqueue_call(run, args=forged)
+    output = work_off()
     assert support.notes() == []
-    assert support.state_of(pk) == before
+    assert support.state_of(forged.pk, forged.using) == before
+    if which.startswith("other_"):  # said, without the message's values
+        assert "nothing ran" in output
+        assert "F-1" not in output
+
+
+def test_a_worker_that_lacks_the_receiver_leaves_its_rows_to_one_that_knows_it() -> (
+    None
+):
+    for number in range(3):
+        support.send_order(f"U-{number}")
+    assert engines.flush()
+    output = work_off(TEST_REMOTE_RECEIVERS=False)
+    key = Delivery.objects.values_list("receiver", flat=True).first()
+    assert output.count("which this process does not know") == 1, output
+    assert f"is for receiver {key}, " in output
+    assert support.notes() == []
+    assert list(Delivery.objects.values_list("state", "attempt").distinct()) == [
+        (State.AVAILABLE, 0)
+    ]
+    # Their messages seem lost by now: the relay hands them over again.
+    Delivery.objects.update(handed_over_at=timezone.now() - timedelta(days=1))
+    assert Relay().run_once() == 3
+    work_off()
+    assert sorted(n[0] for n in support.notes()) == ["U-0", "U-1", "U-2"]
+    assert Delivery.objects.completed().count() == 3

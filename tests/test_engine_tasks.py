@@ -91,11 +91,14 @@ def test_failures_are_retried_by_the_relay_then_dead() -> None:
     assert [n[:2] for n in support.notes()] == [["fail", "1"], ["fail", "2"]]
 
 
+@pytest.mark.django_db(transaction=True, databases=["default", "other"])
 @pytest.mark.parametrize("which", support.FORGED)
 def test_a_forged_message_runs_nothing(which: str) -> None:
-    pk = support.forge(which)
-    before = support.state_of(pk)
-    run.using(backend="db").enqueue(pk, "remote", "default")
-    work_off()
+    forged = support.forge(which)
+    before = support.state_of(forged.pk, forged.using)
+    run.using(backend="db").enqueue(*forged)
+    output = work_off()
     assert support.notes() == []
-    assert support.state_of(pk) == before
+    assert support.state_of(forged.pk, forged.using) == before
+    if which.startswith("other_"):  # said, without the message's values
+        assert "nothing ran" in output

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.core import checks
 from django.db import connections, transaction
 from django.test import override_settings
@@ -19,10 +20,13 @@ import signalbox
 from signalbox import ConfigurationError, ReceiverError, engines, outbox
 from signalbox._states import State
 from signalbox.checks import check_engines
+from signalbox.engines import _handoff
 from signalbox.engines.relay import Relay
 from signalbox.engines.remote import deliver
+from signalbox.engines.threads import ThreadEngine
 from signalbox.models import Delivery
 from signalbox.worker import Outcome, Worker
+from tests import engine_support as support
 from tests.testapp.engines import RecordingEngine
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -272,6 +276,44 @@ def test_a_forged_or_stale_message_runs_nothing(which: str) -> None:
     assert ran == []
 
 
+@pytest.mark.django_db(transaction=True, databases=["default", "other"])
+def test_deliver_runs_rows_of_the_databases_outbox_databases_lists(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_handoff, "_unlisted", set())  # as in a fresh process
+    connect(remote_job)
+    with transaction.atomic(using="other"):
+        order_paid.send(sender=None, n=2, using="other")
+    pk = Delivery.objects.using("other").get().pk
+    assert engines.flush()
+    assert caplog.text.count("does not list 'other'") == 1  # said by the sender
+    caplog.clear()
+    order_paid.send(sender=None, n=4, using="other")
+    assert engines.flush()  # said once per process
+    assert deliver(pk, engine="broker", using="other") is None
+    assert "not in SIGNALBOX['OUTBOX_DATABASES']" in caplog.text
+    assert "other" not in caplog.text  # the message's value is not echoed
+    settings = {**django_settings.SIGNALBOX, "OUTBOX_DATABASES": ["default", "other"]}
+    with override_settings(SIGNALBOX=settings):
+        assert deliver(pk, engine="broker", using="other") == Outcome.COMPLETED
+    assert ran == [(2, 1)]
+
+
+def test_a_task_runs_only_rows_of_an_engine_of_its_own_class(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    connect(remote_job)
+    order_paid.send(sender=None, n=3)
+    pk = Delivery.objects.get().pk
+    for wrong in (ThreadEngine, "not an alias", ["broker"]):
+        task_of = wrong if isinstance(wrong, type) else RecordingEngine
+        engine = "broker" if isinstance(wrong, type) else wrong
+        assert deliver(pk, engine=engine, task_of=task_of) is None  # type: ignore[arg-type]
+    assert caplog.text.count("names an engine alias not configured here") == 3
+    assert deliver(pk, engine="broker", task_of=RecordingEngine) == Outcome.COMPLETED
+    assert ran == [(3, 1)]
+
+
 def test_failures_are_retried_through_the_outbox_then_handed_over_again() -> None:
     connect(failing_job, retries=2, backoff=signalbox.Backoff(base=timedelta(0)))
     order_paid.send(sender=None)
@@ -419,6 +461,45 @@ def test_the_thread_engine_runs_committed_deliveries_in_this_process() -> None:
         time.sleep(0.05)
     assert sorted(ran) == [(n, 1) for n in range(5)]
     assert Delivery.objects.completed().count() == 5
+
+
+def forged_for_threads(which: str) -> outbox.Handover:
+    """A committed row of the thread engine, made ``which`` (see
+    :data:`tests.engine_support.FORGED`) in the transaction that wrote it,
+    and a hand-over naming it as a forged message would."""
+    using = "other" if which == "other_database" else "default"
+    with transaction.atomic(using=using):
+        order_paid.send(sender=None, n=1, using=using)
+        rows = Delivery.objects.using(using).all()
+        pk = rows.get().pk
+        if which in ("completed", "dead"):
+            rows.update(state=which)
+        elif which == "leased":
+            rows.update(state=State.EXECUTING, lease_token=uuid.uuid4())
+        elif which == "missing":
+            rows.delete()
+        elif which == "other_engine":
+            rows.update(engine="broker")
+    engine = "broker" if which == "other_engine" else "threads"
+    return outbox.Handover(pk, engine, "default", 0, using, 0)
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "other"])
+@pytest.mark.parametrize("which", support.FORGED)
+def test_a_forged_hand_over_to_the_thread_engine_runs_nothing(
+    which: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    connect(remote_job, engine="threads")
+    forged = forged_for_threads(which)
+    assert engines.flush()  # the genuine hand-over is as stale as the forged one
+    before = list(Delivery.objects.using(forged.using).values())
+    threads = engines.get("threads")
+    threads.publish([forged])
+    threads.close()  # once every thread is done
+    assert ran == []
+    assert list(Delivery.objects.using(forged.using).values()) == before
+    if which.startswith("other_"):  # said, without the message's values
+        assert "nothing ran" in caplog.text
 
 
 @pytest.mark.postgres

@@ -13,6 +13,8 @@ from tests.settings import *  # noqa: F403
 from tests.settings import DATABASES
 
 DATABASES["default"]["NAME"] = os.environ["SIGNALBOX_WORKER_DB"]
+if "SIGNALBOX_WORKER_OTHER_DB" in os.environ:  # the test's own "other" database
+    DATABASES["other"]["NAME"] = os.environ["SIGNALBOX_WORKER_OTHER_DB"]
 SIGNALBOX = {
     "LEASE_SECONDS": float(os.environ.get("SIGNALBOX_WORKER_LEASE", "2")),
     "POLL_SECONDS": float(os.environ.get("SIGNALBOX_WORKER_POLL", "0.05")),

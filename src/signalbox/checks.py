@@ -20,12 +20,17 @@ from signalbox.observe import status
 def check_settings(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
-    """Report a malformed ``SIGNALBOX`` setting as error ``signalbox.E001``."""
+    """Report a malformed ``SIGNALBOX`` setting as error ``signalbox.E001``,
+    and so an ``OUTBOX_DATABASES`` alias that ``DATABASES`` does not have."""
     conf.reset()
     try:
-        conf.get()
+        unknown = sorted(conf.get().outbox_databases - set(settings.DATABASES))
     except ConfigurationError as error:
         return [checks.Error(str(error), id="signalbox.E001")]
+    if unknown:
+        why = f"settings.SIGNALBOX['OUTBOX_DATABASES'] names {unknown}, "
+        why += f"which settings.DATABASES does not have ({sorted(settings.DATABASES)})."
+        return [checks.Error(why, id="signalbox.E001")]
     return []
 
 

@@ -34,6 +34,7 @@ DEFAULTS: Mapping[str, Any] = {
     "REDELIVER_SECONDS": 600,
     "UNSTARTED_WARNING_SECONDS": 300,
     "SNAPSHOT_EXCLUDE": {},
+    "OUTBOX_DATABASES": ("default",),
 }
 
 
@@ -62,6 +63,7 @@ class Settings:
     unstarted_warning: timedelta
     snapshot_exclude: Mapping[str, frozenset[str]]
     """Fields no model snapshot holds, by lower-case ``app_label.modelname``."""
+    outbox_databases: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,7 @@ def _load() -> Settings:
         redeliver=_seconds(values, "REDELIVER_SECONDS", minimum=1),
         unstarted_warning=_seconds(values, "UNSTARTED_WARNING_SECONDS"),
         snapshot_exclude=_snapshot_exclude(values),
+        outbox_databases=_aliases(values, "OUTBOX_DATABASES"),
     )
 
 
@@ -224,6 +227,20 @@ def _snapshot_exclude(values: Mapping[str, Any]) -> Mapping[str, frozenset[str]]
             )
         excluded[label.lower()] = frozenset(names)
     return excluded
+
+
+def _aliases(values: Mapping[str, Any], key: str) -> frozenset[str]:
+    value = values[key]
+    if (
+        not isinstance(value, list | tuple)
+        or not value
+        or not all(isinstance(v, str) and v for v in value)
+    ):
+        raise ConfigurationError(
+            f"settings.SIGNALBOX[{key!r}] must be a non-empty list of database "
+            f"aliases (keys of settings.DATABASES), not {value!r}."
+        )
+    return frozenset(value)
 
 
 def reset(**_: object) -> None:

@@ -14,6 +14,8 @@ class TestAppConfig(AppConfig):
 
         from tests.testapp import jobs, remote_jobs  # noqa: F401
 
-        # Engine worker processes (tests/engine_worker_settings.py) run these.
-        if "remote" in getattr(settings, "SIGNALBOX", {}).get("ENGINES", {}):
+        # Engine worker processes (tests/engine_worker_settings.py) run these,
+        # unless the test starts one that lacks them.
+        remote = "remote" in getattr(settings, "SIGNALBOX", {}).get("ENGINES", {})
+        if remote and getattr(settings, "TEST_REMOTE_RECEIVERS", True):
             remote_jobs.connect()

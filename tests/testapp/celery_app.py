@@ -14,6 +14,7 @@ import os
 from celery import Celery
 
 QUEUE = "sbtest-celery-default"
+TASK_RETURNED = "sbtest: a task returned"  # said by a worker without receivers
 PRIVATE_REDIS_PORT = 6390
 PRIVATE_RABBITMQ_PORT = 5673
 

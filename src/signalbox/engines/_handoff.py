@@ -88,6 +88,7 @@ def _mark(taken: Sequence[outbox.Handover]) -> None:
     for each in taken:
         by_database[each.using].append(each)
     for using, group in by_database.items():
+        _say_if_unlisted(using)
         try:
             outbox.mark_handed_over(group, using=using)
         except Exception as error:  # unmarked rows are handed over again, harmlessly
@@ -101,6 +102,24 @@ def _mark(taken: Sequence[outbox.Handover]) -> None:
                 error,
             )
             connections[using].close()
+
+
+_unlisted: set[str] = set()
+
+
+def _say_if_unlisted(using: str) -> None:
+    """Warn, once per alias and process, that rows of a database the engines'
+    tasks refuse (it is not in ``OUTBOX_DATABASES``) were handed over."""
+    if using in conf.get().outbox_databases or using in _unlisted:
+        return
+    _unlisted.add(using)
+    logger.warning(
+        "Deliveries on database %r were handed to their engines, but "
+        "SIGNALBOX['OUTBOX_DATABASES'] does not list %r: engines' tasks run "
+        "none of them. List it in the settings of the processes that run them.",
+        using,
+        using,
+    )
 
 
 class Publisher:

@@ -31,7 +31,7 @@ TASK = "signalbox.engines.django_q.run"
 
 def run(delivery_id: int, engine: str, using: str = "default") -> None:
     """The Django-Q task: run the delivery through signalbox."""
-    deliver(delivery_id, engine=engine, using=using)
+    deliver(delivery_id, engine=engine, using=using, task_of=DjangoQEngine)
 
 
 class DjangoQEngine(Engine):

@@ -26,7 +26,7 @@ _OPTIONS = {"broker", "queue_prefix", "queues", "time_limit", "timeout"}
 
 
 def _run(delivery_id: int, engine: str, using: str = "default") -> None:
-    deliver(delivery_id, engine=engine, using=using)
+    deliver(delivery_id, engine=engine, using=using, task_of=DramatiqEngine)
 
 
 def _broker(alias: str, where: Any, timeout: float) -> dramatiq.Broker:

@@ -1,13 +1,21 @@
 """The body of every engine's task: run the delivery a message names.
 
 An engine's message carries only a delivery id (and the engine's and the
-database's aliases, to pass on). :func:`deliver` claims that
-row under a lease, so a broker's redelivery, a second hand-over or a forged
-message finds it running, finished, not yet due or missing and runs nothing;
-then it runs the receiver through :func:`signalbox.worker.run_delivery`, the
-embedded worker's own path, and records the outcome in the row. Retries are
-recorded in the row too (``retryable``, with its backoff) and handed over
-again by the relay once due: the broker never schedules anything.
+database's aliases). Neither alias is taken on trust: the engine must be one
+this process configures for the task's own engine class, and the database
+one of ``OUTBOX_DATABASES``, or the message runs nothing. :func:`deliver`
+then claims the row under a lease, so a broker's redelivery, a second
+hand-over or a forged message finds it running, finished, not yet due,
+another engine's or missing and runs nothing; then it runs the receiver
+through :func:`signalbox.worker.run_delivery`, the embedded worker's own
+path, and records the outcome in the row. Retries are recorded in the row
+too (``retryable``, with its backoff) and handed over again by the relay
+once due: the broker never schedules anything.
+
+A row whose receiver key this process does not know is left as it is, for a
+worker that knows it (the relay hands it over again, and buries it after
+``UNKNOWN_RECEIVER_GRACE_SECONDS`` if no process it can see knows the key,
+as the embedded worker does), with a warning once per key and process.
 
 While a delivery runs, a thread of this process extends its lease, so a long
 receiver keeps its row and a dead process lets it go.
@@ -27,7 +35,7 @@ from collections.abc import Callable
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from signalbox import _connections, _forks, conf, outbox, registry
+from signalbox import _connections, _forks, conf, engines, outbox, registry
 from signalbox.registry import Found
 from signalbox.worker import Outcome, run_delivery
 
@@ -51,13 +59,18 @@ def deliver(
     engine: str,
     using: str = DEFAULT_DB_ALIAS,
     defer_ack: bool = False,
+    task_of: type[engines.Engine] | None = None,
 ) -> Outcome | None:
     """Run delivery ``delivery_id`` of ``engine`` if it is due; record the outcome.
 
     Returns the outcome, or None when the row was not there to run (already
     running, finished, not due, another engine's, an unknown receiver key, or
-    no such row). Never raises for the receiver's errors, which are recorded
-    in the row like the embedded worker's.
+    no such row) or the message may not name it: ``using`` is not one of
+    ``OUTBOX_DATABASES``, or (given ``task_of``, the engine class whose task
+    calls this with an alias taken from its message) ``engine`` is not an
+    alias this process configures as a ``task_of``. Such a message is logged
+    as a warning without its values. Never raises for the receiver's errors,
+    which are recorded in the row like the embedded worker's.
 
     ``defer_ack=True`` (for a worker process that runs many tasks, such as
     Celery's) lets a completion that comes in a stream of deliveries be
@@ -69,8 +82,10 @@ def deliver(
     are always written before this returns. :func:`write_acks` writes what
     waits (at exit, and on Celery's ``worker_process_shutdown``).
     """
-    receivers, keys = _background()
     settings = conf.get()
+    if not _may_run(delivery_id, engine, using, task_of, settings):
+        return None
+    receivers, keys = _background()
     defer = defer_ack and _acks.streaming() and _can_defer(using)
     # The claim and the acknowledgement share the receiver's own connection,
     # so unlike the embedded worker's they cannot have a session of their
@@ -90,7 +105,7 @@ def deliver(
             durable=durable,
         )
         if claimed is None:
-            logger.debug("Delivery %s: nothing to run.", delivery_id)
+            _explain_miss(delivery_id, engine, receivers, using)
             return None
         acknowledge: Callable[[outbox.Claimed], bool | None] = (
             functools.partial(_acks.defer, using=using)
@@ -104,6 +119,72 @@ def deliver(
     finally:
         _acks.ended()
         _connections.tidy()
+
+
+def _may_run(
+    delivery_id: object,
+    engine: object,
+    using: object,
+    task_of: type[engines.Engine] | None,
+    settings: conf.Settings,
+) -> bool:
+    """Whether a message's id and aliases may name a row here; a warning,
+    without the message's values, when not (they may be forged)."""
+    if type(delivery_id) is not int:
+        why = "names no delivery id"
+    elif not isinstance(using, str) or using not in settings.outbox_databases:
+        why = "names a database alias not in SIGNALBOX['OUTBOX_DATABASES']"
+    elif task_of is not None and not _configured_as(engine, task_of):
+        why = f"names an engine alias not configured here as a {task_of.__name__}"
+    else:
+        return True
+    logger.warning("A message for this process's engine task %s; nothing ran.", why)
+    return False
+
+
+def _configured_as(engine: object, task_of: type[engines.Engine]) -> bool:
+    if not isinstance(engine, str) or engine not in conf.get().engines:
+        return False
+    try:
+        return isinstance(engines.get(engine), task_of)
+    except Exception:  # it cannot be built here: it runs nothing here either
+        return False
+
+
+def _explain_miss(
+    delivery_id: int, engine: str, receivers: dict[str, list[Found]], using: str
+) -> None:
+    """Say why a message found nothing to run, when it is worth a warning."""
+    try:
+        owner = outbox.due_owner(delivery_id, using=using)
+    except Exception as error:  # only an explanation is lost: nothing ran anyway
+        logger.debug("Delivery %s: nothing to run (%s).", delivery_id, error)
+        return
+    if owner is None:  # running, finished, not due or missing: a stale message
+        logger.debug("Delivery %s: nothing to run.", delivery_id)
+    elif owner[0] != engine:
+        logger.warning("A message named another engine's delivery; nothing ran.")
+    elif owner[1] not in receivers:
+        _unknown_receiver(delivery_id, owner[1])
+
+
+_warned: dict[str, object] = {}
+"""The receiver keys this process has warned about (see _unknown_receiver)."""
+os.register_at_fork(after_in_child=_warned.clear)
+
+
+def _unknown_receiver(delivery_id: int, key: str) -> None:
+    # Once per key and process: a stream of its deliveries would flood the log.
+    first = object()
+    if _warned.setdefault(key, first) is not first:
+        return
+    logger.warning(
+        "Delivery %s is for receiver %s, which this process does not know (it "
+        "is not connected here): it is left for a worker that knows it. Later "
+        "deliveries of this receiver are left without a word.",
+        delivery_id,
+        key,
+    )
 
 
 _known: tuple[int, dict[str, list[Found]], list[str]] = (-1, {}, [])

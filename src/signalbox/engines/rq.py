@@ -27,7 +27,7 @@ _OPTIONS = {"url", "queue_prefix", "job_timeout", "socket_timeout"}
 
 def run(delivery_id: int, engine: str, using: str = "default") -> None:
     """The RQ job: run the delivery through signalbox, return nothing to RQ."""
-    deliver(delivery_id, engine=engine, using=using)
+    deliver(delivery_id, engine=engine, using=using, task_of=RQEngine)
 
 
 class RQEngine(Engine):

@@ -38,7 +38,7 @@ _PRIORITY = 100  # the Tasks framework's bounds are -100 and 100
 @task()
 def run(delivery_id: int, engine: str, using: str = "default") -> None:
     """The task: run the delivery through signalbox, return nothing."""
-    deliver(delivery_id, engine=engine, using=using)
+    deliver(delivery_id, engine=engine, using=using, task_of=TasksEngine)
 
 
 class TasksEngine(Engine):

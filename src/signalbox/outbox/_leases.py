@@ -245,6 +245,19 @@ def claim_one(
     return found[0] if found else None
 
 
+def due_owner(delivery_id: int, *, using: str) -> tuple[str, str] | None:
+    """The engine alias and receiver key of delivery ``delivery_id`` if it is
+    due, else None: why :func:`claim_one` took nothing, when it was not that
+    the row was running, finished, not yet due or missing."""
+    return (
+        _rows(using)
+        .due()
+        .filter(id=delivery_id)
+        .values_list("engine", "receiver")
+        .first()
+    )
+
+
 def _claimed(rows: Any, token: uuid.UUID, using: str) -> list[Claimed]:
     rows = rows.defer("payload").annotate(raw=Cast("payload", TextField()))
     connection = connections[using]
