@@ -17,8 +17,8 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from io import StringIO
 from datetime import timedelta
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
