@@ -81,7 +81,9 @@ def _clean_env() -> dict[str, str]:
     """
     dropped = {"DJANGO_SETTINGS_MODULE", "PYTHONPATH", "VIRTUAL_ENV"}
     env = {name: value for name, value in os.environ.items() if name not in dropped}
-    env.update(UV_PYTHON_DOWNLOADS="never", UV_LINK_MODE="copy", PYTHONUTF8="1")
+    # A throwaway virtualenv may share files with uv's cache (make's copy
+    # mode protects the long-lived ones); uv copies where it cannot link.
+    env.update(UV_PYTHON_DOWNLOADS="never", UV_LINK_MODE="hardlink", PYTHONUTF8="1")
     return env
 
 
@@ -237,18 +239,19 @@ def project(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Project:
     return Project(python=python, folder=where, env=env)
 
 
+SHOW_INSTALLED = """
+import importlib.metadata, signalbox
+print(signalbox.__file__)
+print(importlib.metadata.version("signalbox"), signalbox.__version__)
+"""
+
+
 def test_the_installed_wheel_is_what_runs(project: Project) -> None:
-    shown = _run(
-        [project.python, "-c", "import signalbox; print(signalbox.__file__)"],
-        project.folder,
-        project.env,
-    )
-    assert "site-packages" in shown, shown
-    assert not shown.startswith(str(ROOT / "src")), shown
-    version = "import importlib.metadata as m, signalbox as s; "
-    version += "print(m.version('signalbox'), s.__version__)"
-    shown = _run([project.python, "-c", version], project.folder, project.env)
-    assert shown.split() == [signalbox.__version__] * 2
+    command = [project.python, "-c", SHOW_INSTALLED]
+    where, versions = _run(command, project.folder, project.env).splitlines()
+    assert "site-packages" in where, where
+    assert not where.startswith(str(ROOT)), where
+    assert versions.split() == [signalbox.__version__] * 2
 
 
 def test_a_fresh_project_runs_a_background_receiver_from_the_wheel(
