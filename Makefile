@@ -87,7 +87,7 @@ test-matrix: $(ENV_MAIN)/.synced $(ENV_NEXT)/.synced services
 	SIGNALBOX_TEST_DB=postgres $(ENV_NEXT)/bin/pytest -q $(BROKERS)
 
 # The first pair's SQLite run also builds the wheel and runs a fresh project
-# on it (tests/test_release.py, 30 to 60 s on two shared cores), once per `make test`.
+# on it once per `make test` (tests/test_release.py, 30 to 60 s on two cores).
 lane-main:
 	SIGNALBOX_TEST_DB=sqlite   SIGNALBOX_RELEASE=1 $(ENV_MAIN)/bin/pytest -q
 	SIGNALBOX_TEST_DB=postgres $(ENV_MAIN)/bin/pytest -q
