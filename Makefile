@@ -18,13 +18,14 @@ PY312 := $(call find_python,3.12)
 ENV_MAIN := .venvs/py311-dj52
 ENV_NEXT := .venvs/py312-dj61
 
-.PHONY: demo test lint types migrations-check test-matrix lane-main lane-next reliability soak bench services clean help
+.PHONY: demo test lint types migrations-check test-matrix lane-main lane-next reliability release-check soak bench services clean help
 
 help:
 	@echo "make demo   run the example shop's scripted scenario on SQLite"
 	@echo "make test   lint, types, migrations check and the suite on SQLite and PostgreSQL,"
 	@echo "            on Python 3.11 + Django 5.2 and Python 3.12 + Django 6.1, and on MariaDB"
 	@echo "make soak   every reliability scenario at full size; the report goes to bench/results/"
+	@echo "make release-check  build the wheel and sdist, twine check them, run a fresh project on the wheel"
 	@echo "make bench  signalbox's dispatch against django.dispatch.Signal"
 
 $(UV):
@@ -35,7 +36,8 @@ $(UV):
 $(ENV_MAIN)/.synced: $(UV) uv.lock pyproject.toml
 	@bash .ci/mysql-headers.sh
 	UV_PROJECT_ENVIRONMENT=$(ENV_MAIN) $(UV) sync --quiet --locked --python $(PY311) \
-		--group django52 --group test --group lint --group bench --group engines --group mysql
+		--group django52 --group test --group lint --group bench --group engines --group mysql \
+		--group release
 	@touch $@
 
 $(ENV_NEXT)/.synced: $(UV) uv.lock pyproject.toml
@@ -84,8 +86,10 @@ test-matrix: $(ENV_MAIN)/.synced $(ENV_NEXT)/.synced services
 	SIGNALBOX_TEST_DB=sqlite   $(ENV_NEXT)/bin/pytest -q $(BROKERS)
 	SIGNALBOX_TEST_DB=postgres $(ENV_NEXT)/bin/pytest -q $(BROKERS)
 
+# The first pair's SQLite run also builds the wheel and runs a fresh project
+# on it once per `make test` (tests/test_release.py, 30 to 60 s on two cores).
 lane-main:
-	SIGNALBOX_TEST_DB=sqlite   $(ENV_MAIN)/bin/pytest -q
+	SIGNALBOX_TEST_DB=sqlite   SIGNALBOX_RELEASE=1 $(ENV_MAIN)/bin/pytest -q
 	SIGNALBOX_TEST_DB=postgres $(ENV_MAIN)/bin/pytest -q
 	SIGNALBOX_TEST_DB=mysql    $(ENV_MAIN)/bin/pytest -q $(NO_BROKERS)
 
@@ -102,6 +106,11 @@ RELIABILITY = $(ENV_MAIN)/bin/pytest -q --ds=tests.reliability.settings tests/re
 reliability: $(ENV_MAIN)/.synced
 	SIGNALBOX_RELIABILITY=ci $(RELIABILITY)
 
+# The release's artifacts (docs/development.md, "Releasing"): the wheel and
+# sdist built and checked, and a fresh Django project running the wheel.
+release-check: $(ENV_MAIN)/.synced
+	SIGNALBOX_RELEASE=1 $(ENV_MAIN)/bin/pytest -q tests/test_release.py
+
 soak: $(ENV_MAIN)/.synced
 	SIGNALBOX_RELIABILITY=full SIGNALBOX_RELIABILITY_REPORT=bench/results/reliability-latest.md \
 		SIGNALBOX_RELIABILITY_DOCS=docs/reliability.md $(RELIABILITY)
@@ -114,4 +123,4 @@ bench: $(ENV_MAIN)/.synced services
 	$(ENV_MAIN)/bin/python bench/engines.py
 
 clean:
-	rm -rf $(TOOLS) .venvs example/db.sqlite3 .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(TOOLS) .venvs example/db.sqlite3 .pytest_cache .mypy_cache .ruff_cache dist

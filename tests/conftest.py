@@ -24,6 +24,10 @@ from tests import settings as test_settings
 # The reliability scenarios run in a session of their own (make reliability,
 # make soak), which sets SIGNALBOX_RELIABILITY and their settings module.
 collect_ignore = [] if os.environ.get("SIGNALBOX_RELIABILITY") else ["reliability"]
+# The release check builds the wheel and installs it in a fresh virtualenv:
+# once per `make test` (the first pair's SQLite run) and in `make release-check`.
+if not os.environ.get("SIGNALBOX_RELEASE"):
+    collect_ignore.append("test_release.py")
 
 
 def _answers(host: str, port: int) -> bool:

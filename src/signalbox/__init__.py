@@ -25,6 +25,9 @@ from signalbox.exceptions import (
 from signalbox.policy import Backoff
 from signalbox.registry import ReceiverInfo, Run
 
+# The one place the version is written: the build reads it from here.
+__version__ = "0.1.0.dev0"
+
 __all__ = [
     "Backoff",
     "CodecError",
