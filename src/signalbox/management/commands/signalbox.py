@@ -213,7 +213,8 @@ class Command(BaseCommand):
         expected all of them to run again.
         """
         done = outbox.retry_dead_ids(ids, using=using)
-        self._say_available(len(done.retried))
+        if done.retried or not done.refused:  # "0 … available" only says no
+            self._say_available(len(done.retried))
         if not done.refused:
             return
         reasons = dict.fromkeys(done.missing, "no such delivery")
