@@ -69,12 +69,9 @@ class _Route:
         self.receivers = receivers
         self.count = len(receivers)
         self.sender = sender
-        # Weak where possible; a receiver that cannot be referenced weakly was
-        # connected with weak=False, so Django holds it strongly anyway.
-        self.synchronous = tuple(_refs.weak(r) or _refs.strong(r) for r in synchronous)
-        self.asynchronous = tuple(
-            _refs.weak(r) or _refs.strong(r) for r in asynchronous
-        )
+        held = _held_strongly(receivers)
+        self.synchronous = tuple(_reference(r, held) for r in synchronous)
+        self.asynchronous = tuple(_reference(r, held) for r in asynchronous)
 
     def resolve(self) -> tuple[list[Receiver], list[Receiver]]:
         # Plain loops: on CPython 3.11 a comprehension costs a frame, which is
@@ -92,6 +89,24 @@ class _Route:
         return synchronous, asynchronous
 
 
+def _held_strongly(receivers: list[Any]) -> frozenset[int]:
+    """The ids of the receivers Django holds strongly (``weak=False``)."""
+    return frozenset(
+        id(entry[1])
+        for entry in receivers
+        if not isinstance(entry[1], weakref.ReferenceType)
+    )
+
+
+def _reference(receiver: Receiver, held: frozenset[int]) -> _refs.Ref:
+    # Held as Django holds it: strongly for weak=False, so remembering a
+    # route makes no weak reference Django would not; weakly otherwise, so it
+    # never keeps a receiver alive.
+    if id(receiver) in held:
+        return _refs.strong(receiver)
+    return _refs.weak(receiver) or _refs.strong(receiver)
+
+
 class Signal(DjangoSignal):
     """A drop-in replacement for :class:`django.dispatch.Signal`.
 
@@ -106,6 +121,11 @@ class Signal(DjangoSignal):
         super().__init__(use_caching=use_caching)
         self.defined_in = _caller_module()
         """The module that created this signal, which names it in logs and rows."""
+        self._start()
+
+    def _start(self) -> None:
+        """Set up what signalbox adds to Django's state (also for a signal
+        whose class was swapped to this one after it was made)."""
         self._background = 0  # background receivers; from two on, sends batch rows
         self._routes: dict[int, _Route] = {}
         self._epoch = object()
@@ -147,14 +167,19 @@ class Signal(DjangoSignal):
         dispatch_uid: Hashable = None,
     ) -> bool:
         """Disconnect as Django does; return whether a receiver was disconnected."""
+        adapter = None
+        if self._adapters or receiver is None:
+            key = (dispatch_uid or _compat.make_id(receiver), _compat.make_id(sender))
+            adapter = self._adapters.pop(key, None)
+        connected = adapter if adapter is not None else receiver
+        if connected is None:  # by dispatch_uid alone: what does Django hold?
+            connected = _held_for(self, key)
         disconnected = super().disconnect(receiver, sender, dispatch_uid)
         self._forget_routes()
-        key = (dispatch_uid or _compat.make_id(receiver), _compat.make_id(sender))
-        adapter = self._adapters.pop(key, None)
         if disconnected:
-            connected = adapter if adapter is not None else receiver
-            registry.registry.forget(self, connected)
-            self._background = registry.registry.count(self, "background")
+            for entry in registry.registry.forget(self, connected):
+                if entry.info.run == "background":
+                    self._background = registry.registry.count(self, "background")
         if adapter is not None:
             adapter.release()
         return disconnected
@@ -469,7 +494,8 @@ def connect(
     info = _describe(signal, receiver, sender, dispatch_uid, run, options)
     if run == "inline" and isinstance(signal, Signal):
         signal._connect_directly(receiver, sender, weak, dispatch_uid)
-        _remember(signal, receiver, receiver, sender, info)
+        uid = dispatch_uid or _compat.make_id(receiver)
+        _remember(signal, receiver, receiver, sender, uid, weak, info)
         return
     _check_callable(receiver)
     registry.registry.check(signal, receiver, info)
@@ -489,7 +515,7 @@ def connect(
     except BaseException:
         adapter.release()
         raise
-    _remember(signal, adapter, receiver, sender, info)
+    _remember(signal, adapter, receiver, sender, uid, weak, info)
 
 
 def _remember(
@@ -497,6 +523,8 @@ def _remember(
     connected: Receiver,
     receiver: Receiver,
     sender: object,
+    uid: Hashable,
+    weak: bool,
     info: ReceiverInfo,
 ) -> None:
     """Record a connection in the registry, if Django kept it.
@@ -504,10 +532,14 @@ def _remember(
     Django silently ignores a connection whose (dispatch_uid or receiver,
     sender) is taken; such a receiver must be neither listed nor kept.
     """
-    _sweep(signal, receiver)
-    if _is_connected(signal, connected, sender):
-        registry.registry.record(signal, connected, receiver, sender, info)
-        if isinstance(signal, Signal):
+    if not isinstance(signal, Signal):
+        _sweep(signal, receiver)
+    if _kept(signal, connected, sender, uid):
+        # Held as the signal holds it, when the signal tells us of its
+        # disconnect; weakly on another signal, which does not.
+        weak = weak or not isinstance(signal, Signal)
+        registry.registry.record(signal, connected, receiver, sender, info, weak=weak)
+        if isinstance(signal, Signal) and info.run == "background":
             signal._background = registry.registry.count(signal, "background")
     elif isinstance(connected, Adapter):
         connected.release()
@@ -540,26 +572,46 @@ def _sweep(signal: DjangoSignal, receiver: Receiver | None) -> None:
     would grow memory each time round.
     """
     for connected, sender in registry.registry.connections(signal, receiver):
-        if isinstance(connected, Adapter) and not _is_connected(
-            signal, connected, sender
-        ):
+        if isinstance(sender, str):
+            continue  # a model signal's lazy sender: connected once the model loads
+        if isinstance(connected, Adapter) and not _holds(signal, connected):
             registry.registry.forget(signal, connected)
             connected.release()
 
 
-def _is_connected(signal: DjangoSignal, connected: Receiver, sender: object) -> bool:
+def _kept(
+    signal: DjangoSignal, connected: Receiver, sender: object, uid: Hashable
+) -> bool:
+    """Whether the signal holds ``connected`` under the key ``uid`` and ``sender``.
+
+    Read from Django's own list, from the end (where a connection just made
+    is), without asking for live receivers: that would fill a ``use_caching``
+    signal's cache and make references Django does not make.
+    """
     if isinstance(sender, str):
         return True  # a model signal's lazy sender: connected once the model loads
-    try:
-        synchronous, asynchronous = signal._live_receivers(sender)
-    except TypeError:
-        # Django 5.2's use_caching cannot cache an unreferenceable sender
-        # (None, say); its own send() fails the same way, its connect() not.
-        return True
-    return any(
-        live is connected or (isinstance(live, MethodType) and live == connected)
-        for live in (*synchronous, *asynchronous)
-    )
+    held = _held_for(signal, (uid, _compat.make_id(sender)))
+    return held is connected or (isinstance(held, MethodType) and held == connected)
+
+
+def _holds(signal: DjangoSignal, connected: Adapter) -> bool:
+    """Whether the signal still holds ``connected``, under whatever key."""
+    for entry in list(signal.receivers):
+        held = entry[1]
+        if isinstance(held, weakref.ReferenceType):
+            held = held()
+        if held is connected:
+            return True
+    return False
+
+
+def _held_for(signal: DjangoSignal, lookup_key: tuple[Hashable, Hashable]) -> Any:
+    """The receiver Django holds under ``lookup_key``, or None (gone, or none)."""
+    for entry in reversed(signal.receivers):
+        if entry[0] == lookup_key:
+            held = entry[1]
+            return held() if isinstance(held, weakref.ReferenceType) else held
+    return None
 
 
 def _describe(
