@@ -16,7 +16,7 @@ import itertools
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, get_args
 
@@ -31,8 +31,7 @@ Run: TypeAlias = Literal["inline", "on_commit", "background"]
 """How a receiver runs: the values of ``run=``."""
 
 RUN_MODES: Final[tuple[Run, ...]] = get_args(Run)
-KEYED_MODES: Final[frozenset[Run]] = frozenset({"background"})
-"""Modes that find the receiver again by key, from another process."""
+"""Every mode; what each one means is its row in :data:`signalbox._modes.MODES`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,16 +47,8 @@ class ReceiverInfo:
     travel: Travel | None = None
     """What of a send reaches a deferred receiver (``prepare=``, ``exclude=``,
     ``snapshot=``); None when the receiver said nothing about it."""
-
-
-def validate_run(run: object) -> Run:
-    """Return ``run`` if it is a known mode; else raise naming the known ones."""
-    if run not in RUN_MODES:
-        raise ReceiverError(
-            f"run={run!r} is not a mode signalbox knows; use one of "
-            f"{', '.join(repr(mode) for mode in RUN_MODES)}."
-        )
-    return run
+    keyed: bool = False
+    """Its mode finds it again by key, from another process (a worker)."""
 
 
 def receiver_key(receiver: Callable[..., Any], dispatch_uid: Hashable = None) -> str:
@@ -155,7 +146,7 @@ class _Entry:
         return self.connected() is not None and self.receiver() is not None
 
 
-_HELD_AS = "_signalbox_connections"  # the attribute a signal holds its entries in
+_registries = itertools.count()
 # Taken at import: the registry's one weak reference is to its own bookkeeping
 # object, never to a signal or receiver, whatever the code around it patches
 # (Django's suite replaces weakref.ref to check weak=False makes none).
@@ -231,6 +222,7 @@ class Registry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._signals: dict[int, weakref.ref[_Connections]] = {}
+        self._number = next(_registries)  # its entries' key on each signal
         self._numbering = itertools.count()
         self._changes = 0
 
@@ -262,7 +254,7 @@ class Registry:
         with self._lock:
             connections = self._connections(signal, create=True)
             assert connections is not None
-            if info.run in KEYED_MODES:
+            if info.keyed:
                 alive = [e for e in connections.entries() if e.alive()]
                 _refuse_taken_key(alive, receiver, info)
             entry = _Entry(info, hold(connected), hold(receiver), _weak(sender))
@@ -273,7 +265,7 @@ class Registry:
         self, signal: DjangoSignal, receiver: Callable[..., Any], info: ReceiverInfo
     ) -> None:
         """Raise :class:`ReceiverError` if :meth:`record` would refuse ``info``."""
-        if info.run in KEYED_MODES:
+        if info.keyed:
             alive = [e for e in self._entries(signal) if e.alive()]
             _refuse_taken_key(alive, receiver, info)
 
@@ -326,18 +318,19 @@ class Registry:
         found = [entry.sender() for entry in self._entries(signal)]
         return [sender for sender in found if sender is not None]
 
-    def count(self, signal: DjangoSignal, run: Run) -> int:
-        """How many living connections of mode ``run`` ``signal`` has."""
+    def count(self, signal: DjangoSignal, runs: Iterable[Run]) -> int:
+        """How many living connections ``signal`` has in the modes ``runs``."""
+        runs = frozenset(runs)
         entries = self._entries(signal)
-        return sum(1 for entry in entries if entry.info.run == run and entry.alive())
+        return sum(1 for entry in entries if entry.info.run in runs and entry.alive())
 
     def background(self) -> dict[str, list[Found]]:
-        """Every living background receiver, by key: what a worker may run."""
+        """Every living receiver of a keyed mode, by key: what a worker may run."""
         found: dict[str, list[Found]] = {}
         for signal in self.signals():
             for entry in self._entries(signal):
                 receiver = entry.receiver()
-                if entry.info.run == "background" and receiver is not None:
+                if entry.info.keyed and receiver is not None:
                     found.setdefault(entry.info.key, []).append(
                         Found(signal, receiver, entry.info)  # type: ignore[arg-type]
                     )
@@ -359,11 +352,13 @@ class Registry:
         self, signal: DjangoSignal, create: bool = False
     ) -> _Connections | None:
         """The signal's entries (made when ``create``); the caller holds the lock."""
-        connections: _Connections | None = getattr(signal, _HELD_AS, None)
+        held = _held(signal)
+        connections = None if held is None else held.get(self._number)
         if connections is None and create:
+            if held is None:
+                held = signal._signalbox_connections = {}  # type: ignore[attr-defined]
             number = next(self._numbering)
-            connections = _Connections(signal, number)
-            setattr(signal, _HELD_AS, connections)
+            connections = held[self._number] = _Connections(signal, number)
             signals = self._signals
             self._signals[number] = _reference(
                 connections, lambda _: signals.pop(number, None)
@@ -373,9 +368,20 @@ class Registry:
     def _drop(self, connections: _Connections) -> None:
         # Breaks the cycle: a signal with nothing recorded holds nothing of ours.
         signal = connections.signal
-        if getattr(signal, _HELD_AS, None) is connections:
-            delattr(signal, _HELD_AS)
+        held = _held(signal)
+        if held is not None and held.get(self._number) is connections:
+            del held[self._number]
+            if not held:
+                del signal._signalbox_connections  # type: ignore[attr-defined]
         self._signals.pop(connections.number, None)
+
+
+def _held(signal: DjangoSignal) -> dict[int, _Connections] | None:
+    """What the registries recorded for ``signal``, by registry, if anything."""
+    try:
+        return signal._signalbox_connections  # type: ignore[attr-defined,no-any-return]
+    except AttributeError:
+        return None
 
 
 def _refuse_taken_key(
