@@ -24,6 +24,11 @@ How to read the figures:
   every case, and <= 0.50 for ``asend`` to a single coroutine receiver, which
   signalbox awaits directly where Django gathers tasks.
 
+Two more cases time connecting 2,000 receivers to one signal, then
+disconnecting them in a shuffled order (a project that registers a receiver
+per model pays this at every start), as a ratio against Django's own connect
+and disconnect measured in the same rounds; their target is <= 1.50.
+
 The receivers do nothing, so the figures are the dispatch overhead alone, the
 harshest comparison for signalbox; real receivers only bring ratios closer to
 1.00. The results are also written to ``bench/results/dispatch-latest.json``.
@@ -37,6 +42,7 @@ import gc
 import itertools
 import json
 import platform
+import random
 import statistics
 import sys
 import time
@@ -199,6 +205,17 @@ CASES = (
 )
 
 
+CONNECTED = 2_000  # receivers connected, then disconnected, per round
+CONNECT_ROUNDS = 15
+CONNECT_TARGET = 1.5
+# Distinct functions, kept alive here: each signal holds them weakly.
+MANY_RECEIVERS = tuple(_sync_receiver(index) for index in range(CONNECTED))
+# Disconnected in one shuffled order, the same for both classes: Django looks
+# a receiver up from the start of its list, so in connection order it would
+# time one comparison per disconnect, in reverse order the whole list.
+SHUFFLED_RECEIVERS = tuple(random.Random(13).sample(MANY_RECEIVERS, CONNECTED))
+
+
 # -- timing blocks of sends ---------------------------------------------------
 
 
@@ -355,6 +372,60 @@ def measure_case(
     return judge(case, loops, django_times, signalbox_times)
 
 
+# -- connecting and disconnecting ---------------------------------------------
+
+
+def connect_and_disconnect(signal_class: type[DjangoSignal]) -> tuple[int, int]:
+    """Nanoseconds to connect ``CONNECTED`` receivers to a new signal of
+    ``signal_class``, and to disconnect them all again."""
+    signal = signal_class()
+    connect, disconnect = signal.connect, signal.disconnect
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        for receiver in MANY_RECEIVERS:
+            connect(receiver)
+        connected = time.perf_counter_ns()
+        for receiver in SHUFFLED_RECEIVERS:
+            disconnect(receiver)
+        done = time.perf_counter_ns()
+    finally:
+        gc.enable()
+    assert not signal.receivers
+    return connected - start, done - connected
+
+
+def run_connect_cases(rounds: int) -> list[Result]:
+    """Connect and disconnect on both classes, alternating which goes first."""
+    times: dict[str, dict[type[DjangoSignal], list[float]]] = {
+        "connect": {DjangoSignal: [], signalbox.Signal: []},
+        "disconnect": {DjangoSignal: [], signalbox.Signal: []},
+    }
+    classes: list[type[DjangoSignal]] = [DjangoSignal, signalbox.Signal]
+    connect_and_disconnect(DjangoSignal)  # warm up
+    connect_and_disconnect(signalbox.Signal)
+    for round_number in range(rounds):
+        for signal_class in classes[:: -1 if round_number % 2 else 1]:
+            connecting, disconnecting = connect_and_disconnect(signal_class)
+            times["connect"][signal_class].append(connecting / CONNECTED)
+            times["disconnect"][signal_class].append(disconnecting / CONNECTED)
+        gc.collect()
+    results = []
+    for method, by_class in times.items():
+        case = Case(
+            f"{method}-{CONNECTED}",
+            f"{method} {CONNECTED:,} receivers (per receiver)",
+            "send",
+            (),
+            None,
+            target=CONNECT_TARGET,
+        )
+        results.append(
+            judge(case, 1, by_class[DjangoSignal], by_class[signalbox.Signal])
+        )
+    return results
+
+
 # -- reporting ----------------------------------------------------------------
 
 
@@ -486,6 +557,10 @@ def main(argv: Sequence[str]) -> int:
         result = run_case(case, options.rounds, block_ns, options.warmup)
         print(f"  {case.title:<40} ratio {result.ratio:.2f}", flush=True)
         results.append(result)
+    if options.only in "connect-disconnect":
+        for result in run_connect_cases(CONNECT_ROUNDS):
+            print(f"  {result.title:<40} ratio {result.ratio:.2f}", flush=True)
+            results.append(result)
     print()
     print(markdown_table(results))
     print()

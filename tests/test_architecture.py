@@ -57,6 +57,7 @@ LAYERS: dict[str, int] = {
     "signalbox.engines.threads": 5,
     "signalbox.engines.celery": 5,
     "signalbox._adapters": 3,
+    "signalbox._modes": 3,
     "signalbox.dispatch": 4,
     "signalbox.worker": 4,
     "signalbox.worker._run": 4,

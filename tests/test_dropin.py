@@ -677,6 +677,28 @@ def test_caching_signal_with_unreferenceable_senders(signal_class, sender):
     same_as_django(signal_class, scenario)
 
 
+def test_connecting_leaves_the_sender_cache_empty(signal_class):
+    # Django fills a caching signal's cache only by sending; a connect (and
+    # signalbox's check that the connection was kept) must not.
+    def scenario(cls):
+        sig = cls(use_caching=True)
+        sig.connect(echo, sender=Sender)
+        sig.connect(other_echo, sender=Sender, weak=False)
+        after_connect = dict(sig.sender_receivers_cache)
+        sig.send(Sender, value=1)
+        after_send = list(sig.sender_receivers_cache)
+        sig.disconnect(echo, sender=Sender)
+        return after_connect, after_send, dict(sig.sender_receivers_cache)
+
+    same_as_django(signal_class, scenario)
+
+
+def test_caching_signal_cache_is_empty_after_connect(signal_class):
+    sig = signal_class(use_caching=True)
+    sig.connect(echo, sender=Sender)
+    assert dict(sig.sender_receivers_cache) == {}
+
+
 # -- changes during a send ----------------------------------------------------
 
 
@@ -974,6 +996,61 @@ def test_collecting_a_signal_and_a_local_receiver_class_is_silent(signal_class):
     finally:
         sys.unraisablehook = previous
     assert reports == []
+
+
+def _weak_reference_counts(signal: DjangoSignal, *objects: object) -> list[int]:
+    return [weakref.getweakrefcount(obj) for obj in (signal, *objects)]
+
+
+@pytest.mark.parametrize("use_caching", [False, True])
+def test_a_strong_receiver_gets_no_weak_references(signal_class, use_caching):
+    # Django holds a weak=False receiver strongly and makes no weak reference
+    # to it or to the signal, connecting, sending or disconnecting.
+    def scenario(cls):
+        sig = cls(use_caching=use_caching)
+        instance = CallableReceiver()
+
+        def handler(**kwargs):
+            return "handled"
+
+        counts = [_weak_reference_counts(sig, handler, instance)]
+        sig.connect(handler, weak=False)
+        sig.connect(instance, sender=Sender, weak=False)
+        counts.append(_weak_reference_counts(sig, handler, instance))
+        sig.send(Sender)
+        sig.send_robust(Sender)
+        counts.append(_weak_reference_counts(sig, handler, instance))
+        sig.disconnect(handler)
+        sig.disconnect(instance, sender=Sender)
+        counts.append(_weak_reference_counts(sig, handler, instance))
+        return counts
+
+    same_as_django(signal_class, scenario)
+
+
+def test_strong_receiver_on_signalbox_signal_has_no_weak_references():
+    sig = signalbox.Signal()
+
+    def handler(**kwargs):
+        return "handled"
+
+    sig.connect(handler, weak=False)
+    sig.send(Sender)
+    assert weakref.getweakrefcount(sig) == 0
+    assert weakref.getweakrefcount(handler) == 0
+    assert sig.disconnect(handler)
+    assert weakref.getweakrefcount(handler) == 0
+
+
+def test_a_strong_receiver_disconnected_by_uid_is_let_go(signal_class):
+    sig = signal_class()
+    instance = CallableReceiver()
+    ref = weakref.ref(instance)
+    sig.connect(instance, weak=False, dispatch_uid="strong-uid")
+    assert sig.disconnect(dispatch_uid="strong-uid")
+    del instance
+    collect()
+    assert ref() is None
 
 
 # -- garbage collection of senders --------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 
 import signalbox
 from signalbox import ReceiverError, registry
+from signalbox._modes import MODES
 from signalbox.registry import ReceiverInfo, Registry
 
 
@@ -43,7 +44,8 @@ def make_closure() -> Any:
 
 
 def info(key: str, run: registry.Run = "background") -> ReceiverInfo:
-    return ReceiverInfo(key=key, run=run, sender=None, location="here:1")
+    keyed = MODES[run].keyed
+    return ReceiverInfo(key=key, run=run, sender=None, location="here:1", keyed=keyed)
 
 
 class TestKeys:

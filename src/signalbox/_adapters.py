@@ -61,6 +61,12 @@ class Adapter:
     def __call__(self, signal: object, sender: object, **kwargs: Any) -> Any:
         raise NotImplementedError
 
+    @classmethod
+    def fitting(cls, receiver: Callable[..., Any], info: ReceiverInfo) -> type[Adapter]:
+        """The adapter class for ``receiver``: this one, or a variant of it
+        that fits the receiver (a coroutine, one that said what travels)."""
+        return cls
+
     @property
     def receiver(self) -> Callable[..., Any] | None:
         """The receiver this adapter stands for, or None once it is gone."""
@@ -102,22 +108,27 @@ class Adapter:
                 return async_to_sync(receiver)(signal=signal, sender=sender, **kwargs)
             return receiver(signal=signal, sender=sender, **kwargs)
         finally:
-            elapsed = time.perf_counter_ns() - start
             if after_commit:
-                if elapsed > conf.get().slow_receiver_ns:
-                    where = observe.Where.COMMITTING_THREAD
-                    observe.slow_receiver(
-                        signal, sender, self, elapsed, where, after_commit=True
-                    )
-            elif elapsed > conf.get().slow_receiver_ns or _running_loop() is not None:
-                observe.sync_receiver_ran(
-                    signal,
-                    sender,
-                    self,
-                    elapsed,
-                    _dispatcher_frame(),
-                    at_once=self.info.run == "on_commit",
+                where = observe.Where.COMMITTING_THREAD
+                observe.call_ended(
+                    start, signal, sender, self, where, after_commit=True
                 )
+            else:
+                self._ran_in_send(start, signal, sender)
+
+    def _ran_in_send(self, start: int, signal: object, sender: object) -> None:
+        # Django's send() called it: besides a slow call, its time on a
+        # running loop's thread counts towards the send that blocked the loop.
+        elapsed = time.perf_counter_ns() - start
+        if elapsed > conf.get().slow_receiver_ns or _running_loop() is not None:
+            observe.sync_receiver_ran(
+                signal,
+                sender,
+                self,
+                elapsed,
+                _dispatcher_frame(),
+                at_once=self.info.run == "on_commit",
+            )
 
 
 def _dispatcher_frame() -> FrameType | None:
@@ -134,6 +145,11 @@ class TimedReceiver(Adapter):
     (A signalbox :class:`~signalbox.Signal` times its receivers itself and gets
     the plain receiver instead.)
     """
+
+    @classmethod
+    def fitting(cls, receiver: Callable[..., Any], info: ReceiverInfo) -> type[Adapter]:
+        """:class:`AsyncTimedReceiver` for a coroutine receiver, else this class."""
+        return AsyncTimedReceiver if iscoroutinefunction(receiver) else cls
 
     def __call__(self, signal: object, sender: object, **kwargs: Any) -> Any:
         receiver = self._target()
@@ -169,10 +185,8 @@ class AsyncTimedReceiver(Adapter):
         try:
             return await receiver(signal=signal, sender=sender, **kwargs)
         finally:
-            elapsed = time.perf_counter_ns() - start
-            if elapsed > conf.get().slow_receiver_ns:
-                where = observe.coroutine_place(caller)
-                observe.slow_receiver(signal, sender, self, elapsed, where)
+            place = partial(observe.coroutine_place, caller)
+            observe.call_ended(start, signal, sender, self, place)
 
 
 class OnCommitReceiver(Adapter):
@@ -184,6 +198,11 @@ class OnCommitReceiver(Adapter):
     savepoint it was sent in, it never runs. Its exception is logged, naming
     the signal, receiver and sender, and never reaches the code that committed.
     """
+
+    @classmethod
+    def fitting(cls, receiver: Callable[..., Any], info: ReceiverInfo) -> type[Adapter]:
+        """The travelling variant for a receiver that said what reaches it."""
+        return TravellingOnCommitReceiver if info.travel is not None else cls
 
     def __call__(self, signal: object, sender: object, **kwargs: Any) -> None:
         receiver = self._target()
@@ -245,17 +264,15 @@ class OnCommitReceiver(Adapter):
             await receiver(signal=signal, sender=sender, **kwargs)
         except Exception as error:  # reported here: no caller awaits this task
             self._failed(signal, sender, error)
-        elapsed = time.perf_counter_ns() - start
-        if elapsed > conf.get().slow_receiver_ns:
-            observe.slow_receiver(
-                signal,
-                sender,
-                self,
-                elapsed,
-                observe.Where.TASK,
-                after_commit=after_commit,
-                at_once=not after_commit,
-            )
+        observe.call_ended(
+            start,
+            signal,
+            sender,
+            self,
+            observe.Where.TASK,
+            after_commit=after_commit,
+            at_once=not after_commit,
+        )
 
     def _failed(self, signal: object, sender: object, error: Exception) -> None:
         observe.deferred_failure(signal, sender, self.info.key, "on_commit", error)
@@ -304,6 +321,11 @@ class BackgroundReceiver(Adapter):
     """
 
     _snapshot = True  # whether model instances travel with their fields
+
+    @classmethod
+    def fitting(cls, receiver: Callable[..., Any], info: ReceiverInfo) -> type[Adapter]:
+        """The travelling variant for a receiver that said what travels."""
+        return TravellingBackgroundReceiver if info.travel is not None else cls
 
     def __call__(self, signal: object, sender: object, **kwargs: Any) -> None:
         if self._target() is None:

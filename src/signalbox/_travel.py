@@ -29,11 +29,6 @@ Prepare = Callable[..., Mapping[str, Any]]
 OPTIONS: Final = ("prepare", "exclude", "snapshot")
 """The keyword arguments of ``connect()``/``receiver()`` that :class:`Travel` takes."""
 
-_MODES: Final[Mapping[str, tuple[str, ...]]] = {
-    "background": OPTIONS,
-    "on_commit": ("prepare", "exclude"),
-}
-
 _REQUEST: Final = (
     "an HttpRequest (sessions, files, the connection), which cannot be stored"
 )
@@ -135,16 +130,18 @@ class Travel:
     snapshot: bool = True
 
     @classmethod
-    def from_options(cls, run: str, options: dict[str, Any]) -> Travel | None:
+    def from_options(
+        cls, run: str, options: dict[str, Any], allowed: tuple[str, ...]
+    ) -> Travel | None:
         """Take this class's options out of ``options``; None if none was given.
 
-        Raises :class:`ReceiverError` for an option ``run`` has no use for, or
-        a value of the wrong kind.
+        ``allowed`` are the ones mode ``run`` takes. Raises
+        :class:`ReceiverError` for an option it has no use for, or a value of
+        the wrong kind.
         """
         given = {name: options.pop(name) for name in OPTIONS if name in options}
         if not given:
             return None
-        allowed = _MODES.get(run, ())
         refused = sorted(set(given) - set(allowed))
         if refused:
             raise ReceiverError(
@@ -178,14 +175,15 @@ class Travel:
         return sender, kwargs
 
 
-def left_in(signal: str, run: str, travel: Travel | None) -> dict[str, str]:
-    """The arguments of ``signal`` known not to travel that a receiver running
-    as ``run`` and saying ``travel`` would try to send, as ``{name: why}``.
+def left_in(signal: str, keyed: bool, travel: Travel | None) -> dict[str, str]:
+    """The arguments of ``signal`` known not to travel that a receiver of a
+    mode that is ``keyed`` (runs in another process) and saying ``travel``
+    would try to send, as ``{name: why}``.
 
-    Empty unless ``run`` is ``"background"``, and when ``prepare`` is given
-    (it decides what travels).
+    Empty for other modes, and when ``prepare`` is given (it decides what
+    travels).
     """
-    if run != "background":
+    if not keyed:
         return {}
     if travel is None:
         return untravelled(signal)

@@ -123,7 +123,7 @@ def check_untravelled_arguments(
         # signalbox's back (through Django's own disconnect) is not reported.
         for connected, sender in registry.registry.connections(signal):
             info = registry.registry.info(signal, connected, sender)
-            left = _travel.left_in(name, info.run, info.travel) if info else {}
+            left = _travel.left_in(name, info.keyed, info.travel) if info else {}
             if info is not None and left:
                 messages.append(_untravelled_warning(name, info.key, left))
     return messages

@@ -25,21 +25,14 @@ from collections.abc import Callable, Hashable, Sequence
 from types import MethodType
 from typing import Any, TypeVar
 
-from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.dispatch import Signal as DjangoSignal
 from django.utils.inspect import func_accepts_kwargs
 
 from signalbox import _compat, _refs, conf, observe, outbox, registry
-from signalbox._adapters import (
-    Adapter,
-    AsyncTimedReceiver,
-    BackgroundReceiver,
-    OnCommitReceiver,
-    TimedReceiver,
-    TravellingBackgroundReceiver,
-    TravellingOnCommitReceiver,
-)
+from signalbox._adapters import Adapter
+from signalbox._modes import MODES, Mode, mode
 from signalbox._travel import Travel
 from signalbox.exceptions import ReceiverError
 from signalbox.policy import Policy
@@ -69,12 +62,9 @@ class _Route:
         self.receivers = receivers
         self.count = len(receivers)
         self.sender = sender
-        # Weak where possible; a receiver that cannot be referenced weakly was
-        # connected with weak=False, so Django holds it strongly anyway.
-        self.synchronous = tuple(_refs.weak(r) or _refs.strong(r) for r in synchronous)
-        self.asynchronous = tuple(
-            _refs.weak(r) or _refs.strong(r) for r in asynchronous
-        )
+        held = _held_strongly(receivers)
+        self.synchronous = tuple(_reference(r, held) for r in synchronous)
+        self.asynchronous = tuple(_reference(r, held) for r in asynchronous)
 
     def resolve(self) -> tuple[list[Receiver], list[Receiver]]:
         # Plain loops: on CPython 3.11 a comprehension costs a frame, which is
@@ -92,6 +82,53 @@ class _Route:
         return synchronous, asynchronous
 
 
+def _held_strongly(receivers: list[Any]) -> frozenset[int]:
+    """The ids of the receivers Django holds strongly (``weak=False``)."""
+    return frozenset(
+        id(entry[1])
+        for entry in receivers
+        if not isinstance(entry[1], weakref.ReferenceType)
+    )
+
+
+def _reference(receiver: Receiver, held: frozenset[int]) -> _refs.Ref:
+    # Held as Django holds it: strongly for weak=False, so remembering a
+    # route makes no weak reference Django would not; weakly otherwise, so it
+    # never keeps a receiver alive.
+    if id(receiver) in held:
+        return _refs.strong(receiver)
+    return _refs.weak(receiver) or _refs.strong(receiver)
+
+
+def _sending(robust: bool, doc: str) -> Callable[..., Responses]:
+    """``Signal.send`` (or ``send_robust``, when ``robust``): one body for both.
+
+    Made by a function rather than calling a shared method, so a send costs
+    no extra call: this is the hot path.
+    """
+
+    def send(self: Signal, sender: Any, **named: Any) -> Responses:
+        if (
+            not self.receivers
+            or self.sender_receivers_cache.get(sender) is _compat.NO_RECEIVERS
+        ):
+            return []
+        synchronous, asynchronous = self._live_receivers(sender)
+        responses = self._call_each(synchronous, sender, named, robust)
+        if asynchronous:
+            responses.extend(
+                async_to_sync(self._await_each)(
+                    asynchronous, sender, named, robust, observe.Where.ASYNC_TO_SYNC
+                )
+            )
+        return responses
+
+    send.__name__ = "send_robust" if robust else "send"
+    send.__qualname__ = f"Signal.{send.__name__}"
+    send.__doc__ = doc
+    return send
+
+
 class Signal(DjangoSignal):
     """A drop-in replacement for :class:`django.dispatch.Signal`.
 
@@ -106,6 +143,11 @@ class Signal(DjangoSignal):
         super().__init__(use_caching=use_caching)
         self.defined_in = _caller_module()
         """The module that created this signal, which names it in logs and rows."""
+        self._start()
+
+    def _start(self) -> None:
+        """Set up what signalbox adds to Django's state (also for a signal
+        whose class was swapped to this one after it was made)."""
         self._background = 0  # background receivers; from two on, sends batch rows
         self._routes: dict[int, _Route] = {}
         self._epoch = object()
@@ -147,14 +189,19 @@ class Signal(DjangoSignal):
         dispatch_uid: Hashable = None,
     ) -> bool:
         """Disconnect as Django does; return whether a receiver was disconnected."""
+        adapter = None
+        if self._adapters or receiver is None:
+            key = (dispatch_uid or _compat.make_id(receiver), _compat.make_id(sender))
+            adapter = self._adapters.pop(key, None)
+        connected = adapter if adapter is not None else receiver
+        if connected is None:  # by dispatch_uid alone: what does Django hold?
+            connected = _held_for(self, key)
         disconnected = super().disconnect(receiver, sender, dispatch_uid)
         self._forget_routes()
-        key = (dispatch_uid or _compat.make_id(receiver), _compat.make_id(sender))
-        adapter = self._adapters.pop(key, None)
         if disconnected:
-            connected = adapter if adapter is not None else receiver
-            registry.registry.forget(self, connected)
-            self._background = registry.registry.count(self, "background")
+            for entry in registry.registry.forget(self, connected):
+                if MODES[entry.info.run].batched:
+                    self._background = _batched(self)
         if adapter is not None:
             adapter.release()
         return disconnected
@@ -210,45 +257,21 @@ class Signal(DjangoSignal):
 
     # -- sending ------------------------------------------------------------
 
-    def send(self, sender: Any, **named: Any) -> Responses:
-        """Send the signal to every receiver, as Django does, timing each call.
+    send = _sending(
+        robust=False,
+        doc="""Send the signal to every receiver, as Django does, timing each call.
 
         If a receiver raises, the error propagates and later receivers do not
         run. Coroutine receivers run after the synchronous ones, concurrently,
         through one ``async_to_sync()``. Returns ``[(receiver, response), ...]``.
-        """
-        if (
-            not self.receivers
-            or self.sender_receivers_cache.get(sender) is _compat.NO_RECEIVERS
-        ):
-            return []
-        synchronous, asynchronous = self._live_receivers(sender)
-        responses = self._call_each(synchronous, sender, named, robust=False)
-        if asynchronous:
-            responses.extend(
-                async_to_sync(self._await_each)(
-                    asynchronous, sender, named, False, observe.Where.ASYNC_TO_SYNC
-                )
-            )
-        return responses
+        """,
+    )
 
-    def send_robust(self, sender: Any, **named: Any) -> Responses:
-        """Like :meth:`send`, but an ``Exception`` from a receiver is logged and
-        returned as that receiver's response instead of propagating."""
-        if (
-            not self.receivers
-            or self.sender_receivers_cache.get(sender) is _compat.NO_RECEIVERS
-        ):
-            return []
-        synchronous, asynchronous = self._live_receivers(sender)
-        responses = self._call_each(synchronous, sender, named, robust=True)
-        if asynchronous:
-            responses.extend(
-                async_to_sync(self._await_each)(
-                    asynchronous, sender, named, True, observe.Where.ASYNC_TO_SYNC
-                )
-            )
-        return responses
+    send_robust = _sending(
+        robust=True,
+        doc="""Like :meth:`send`, but an ``Exception`` from a receiver is logged
+        and returned as that receiver's response instead of propagating.""",
+    )
 
     async def asend(self, sender: Any, **named: Any) -> Responses:
         """Send from async code without blocking the event loop.
@@ -396,9 +419,7 @@ class Signal(DjangoSignal):
                 raise
             _compat.log_robust_failure(self, receiver, err)
             response = err
-        elapsed = time.perf_counter_ns() - start
-        if elapsed > conf.get().slow_receiver_ns:
-            observe.slow_receiver(self, sender, receiver, elapsed, where)
+        observe.call_ended(start, self, sender, receiver, where)
         return response
 
 
@@ -465,17 +486,21 @@ def connect(
     with Django's ``connect``. Raises :class:`~signalbox.ReceiverError` for an
     unknown mode or option, or a receiver the mode cannot run.
     """
-    run = registry.validate_run(run)
-    info = _describe(signal, receiver, sender, dispatch_uid, run, options)
-    if run == "inline" and isinstance(signal, Signal):
+    run, row = mode(run)
+    info = _describe(signal, receiver, sender, dispatch_uid, run, row, options)
+    if row.direct and isinstance(signal, Signal):
         signal._connect_directly(receiver, sender, weak, dispatch_uid)
-        _remember(signal, receiver, receiver, sender, info)
+        uid = dispatch_uid or _compat.make_id(receiver)
+        _remember(signal, receiver, receiver, sender, uid, weak, info)
         return
     _check_callable(receiver)
     registry.registry.check(signal, receiver, info)
-    if run == "background":
+    if row.keyed:
         weak = False  # rows may name it long after its module let go of it
-    adapter = _adapter(receiver, run, weak, info)
+    # A receiver that says nothing about what travels gets the plain adapter,
+    # so it pays nothing for the option.
+    adapter_class = row.adapter.fitting(receiver, info)
+    adapter = adapter_class(receiver, weak=weak, info=info)
     # Django identifies a connection by (dispatch_uid or id(receiver), sender).
     # Passing the receiver's own id as the uid gives the adapter the identity
     # the receiver would have had: disconnect(receiver) finds it, and a second
@@ -489,7 +514,7 @@ def connect(
     except BaseException:
         adapter.release()
         raise
-    _remember(signal, adapter, receiver, sender, info)
+    _remember(signal, adapter, receiver, sender, uid, weak, info)
 
 
 def _remember(
@@ -497,6 +522,8 @@ def _remember(
     connected: Receiver,
     receiver: Receiver,
     sender: object,
+    uid: Hashable,
+    weak: bool,
     info: ReceiverInfo,
 ) -> None:
     """Record a connection in the registry, if Django kept it.
@@ -504,11 +531,15 @@ def _remember(
     Django silently ignores a connection whose (dispatch_uid or receiver,
     sender) is taken; such a receiver must be neither listed nor kept.
     """
-    _sweep(signal, receiver)
-    if _is_connected(signal, connected, sender):
-        registry.registry.record(signal, connected, receiver, sender, info)
-        if isinstance(signal, Signal):
-            signal._background = registry.registry.count(signal, "background")
+    if not isinstance(signal, Signal):
+        _sweep(signal, receiver)
+    if _kept(signal, connected, sender, uid):
+        # Held as the signal holds it, when the signal tells us of its
+        # disconnect; weakly on another signal, which does not.
+        weak = weak or not isinstance(signal, Signal)
+        registry.registry.record(signal, connected, receiver, sender, info, weak=weak)
+        if isinstance(signal, Signal) and MODES[info.run].batched:
+            signal._background = _batched(signal)
     elif isinstance(connected, Adapter):
         connected.release()
 
@@ -540,26 +571,46 @@ def _sweep(signal: DjangoSignal, receiver: Receiver | None) -> None:
     would grow memory each time round.
     """
     for connected, sender in registry.registry.connections(signal, receiver):
-        if isinstance(connected, Adapter) and not _is_connected(
-            signal, connected, sender
-        ):
+        if isinstance(sender, str):
+            continue  # a model signal's lazy sender: connected once the model loads
+        if isinstance(connected, Adapter) and not _holds(signal, connected):
             registry.registry.forget(signal, connected)
             connected.release()
 
 
-def _is_connected(signal: DjangoSignal, connected: Receiver, sender: object) -> bool:
+def _kept(
+    signal: DjangoSignal, connected: Receiver, sender: object, uid: Hashable
+) -> bool:
+    """Whether the signal holds ``connected`` under the key ``uid`` and ``sender``.
+
+    Read from Django's own list, from the end (where a connection just made
+    is), without asking for live receivers: that would fill a ``use_caching``
+    signal's cache and make references Django does not make.
+    """
     if isinstance(sender, str):
         return True  # a model signal's lazy sender: connected once the model loads
-    try:
-        synchronous, asynchronous = signal._live_receivers(sender)
-    except TypeError:
-        # Django 5.2's use_caching cannot cache an unreferenceable sender
-        # (None, say); its own send() fails the same way, its connect() not.
-        return True
-    return any(
-        live is connected or (isinstance(live, MethodType) and live == connected)
-        for live in (*synchronous, *asynchronous)
-    )
+    held = _held_for(signal, (uid, _compat.make_id(sender)))
+    return held is connected or (isinstance(held, MethodType) and held == connected)
+
+
+def _holds(signal: DjangoSignal, connected: Adapter) -> bool:
+    """Whether the signal still holds ``connected``, under whatever key."""
+    for entry in list(signal.receivers):
+        held = entry[1]
+        if isinstance(held, weakref.ReferenceType):
+            held = held()
+        if held is connected:
+            return True
+    return False
+
+
+def _held_for(signal: DjangoSignal, lookup_key: tuple[Hashable, Hashable]) -> Any:
+    """The receiver Django holds under ``lookup_key``, or None (gone, or none)."""
+    for entry in reversed(signal.receivers):
+        if entry[0] == lookup_key:
+            held = entry[1]
+            return held() if isinstance(held, weakref.ReferenceType) else held
+    return None
 
 
 def _describe(
@@ -568,24 +619,24 @@ def _describe(
     sender: object,
     dispatch_uid: Hashable,
     run: Run,
+    row: Mode,
     options: dict[str, Any],
 ) -> ReceiverInfo:
     options = dict(options)
     try:
-        travel = Travel.from_options(run, options)
+        travel = Travel.from_options(run, options, row.travel)
     except ReceiverError as error:
         raise ReceiverError(str(error), receiver=receiver, signal=signal) from None
-    if options and run != "background":
-        takes = "only prepare and exclude" if run == "on_commit" else "no options"
+    if options and not row.policy:
         raise ReceiverError(
-            f"run={run!r} takes {takes}, but got {sorted(options)}.",
+            f"run={run!r} takes {row.takes()}, but got {sorted(options)}.",
             receiver=receiver,
             signal=signal,
         )
     key = registry.receiver_key(receiver, dispatch_uid)
-    if run in registry.KEYED_MODES:
+    if row.keyed:
         registry.require_findable(receiver, run, key)
-    policy = Policy.from_options(options) if run == "background" else None
+    policy = Policy.from_options(options) if row.policy else None
     configured = conf.get().engines
     if policy is not None and policy.engine not in configured:
         raise ReceiverError(
@@ -601,6 +652,15 @@ def _describe(
         location=registry.source_location(receiver),
         policy=policy,
         travel=travel,
+        keyed=row.keyed,
+    )
+
+
+def _batched(signal: DjangoSignal) -> int:
+    """How many receivers of ``signal`` write outbox rows (from two on, a send
+    batches them)."""
+    return registry.registry.count(
+        signal, (run for run, row in MODES.items() if row.batched)
     )
 
 
@@ -611,22 +671,6 @@ def _check_callable(receiver: Receiver) -> None:
         raise TypeError("Signal receivers must be callable.")
     if settings.configured and settings.DEBUG and not func_accepts_kwargs(receiver):
         raise ValueError("Signal receivers must accept keyword arguments (**kwargs).")
-
-
-def _adapter(receiver: Receiver, run: Run, weak: bool, info: ReceiverInfo) -> Adapter:
-    # A receiver that says nothing about what travels gets the plain adapter,
-    # so it pays nothing for the option.
-    if run == "background":
-        if info.travel is not None:
-            return TravellingBackgroundReceiver(receiver, weak=weak, info=info)
-        return BackgroundReceiver(receiver, weak=weak, info=info)
-    if run == "on_commit":
-        if info.travel is not None:
-            return TravellingOnCommitReceiver(receiver, weak=weak, info=info)
-        return OnCommitReceiver(receiver, weak=weak, info=info)
-    if iscoroutinefunction(receiver):
-        return AsyncTimedReceiver(receiver, weak=weak, info=info)
-    return TimedReceiver(receiver, weak=weak, info=info)
 
 
 def _caller_module() -> str | None:

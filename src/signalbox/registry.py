@@ -12,10 +12,11 @@ function on the same signal. Nothing here ever imports a path it is given.
 from __future__ import annotations
 
 import inspect
+import itertools
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, get_args
 
@@ -30,8 +31,7 @@ Run: TypeAlias = Literal["inline", "on_commit", "background"]
 """How a receiver runs: the values of ``run=``."""
 
 RUN_MODES: Final[tuple[Run, ...]] = get_args(Run)
-KEYED_MODES: Final[frozenset[Run]] = frozenset({"background"})
-"""Modes that find the receiver again by key, from another process."""
+"""Every mode; what each one means is its row in :data:`signalbox._modes.MODES`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,16 +47,8 @@ class ReceiverInfo:
     travel: Travel | None = None
     """What of a send reaches a deferred receiver (``prepare=``, ``exclude=``,
     ``snapshot=``); None when the receiver said nothing about it."""
-
-
-def validate_run(run: object) -> Run:
-    """Return ``run`` if it is a known mode; else raise naming the known ones."""
-    if run not in RUN_MODES:
-        raise ReceiverError(
-            f"run={run!r} is not a mode signalbox knows; use one of "
-            f"{', '.join(repr(mode) for mode in RUN_MODES)}."
-        )
-    return run
+    keyed: bool = False
+    """Its mode finds it again by key, from another process (a worker)."""
 
 
 def receiver_key(receiver: Callable[..., Any], dispatch_uid: Hashable = None) -> str:
@@ -154,21 +146,84 @@ class _Entry:
         return self.connected() is not None and self.receiver() is not None
 
 
+_registries = itertools.count()
+# Taken at import: the registry's one weak reference is to its own bookkeeping
+# object, never to a signal or receiver, whatever the code around it patches
+# (Django's suite replaces weakref.ref to check weak=False makes none).
+_reference = weakref.ref
+_FIRST_PRUNE = 64
+
+
+class _Connections:
+    """What signalbox recorded for one signal, found by the object connected.
+
+    The signal holds this object (as an attribute) and this object holds the
+    signal, so recording a connection makes no weak reference to the signal;
+    the registry reaches it through a weak reference to this object, and it
+    is dropped as soon as its signal has no entries left.
+    """
+
+    __slots__ = ("__weakref__", "by_connected", "number", "prune_at", "signal", "size")
+
+    def __init__(self, signal: DjangoSignal, number: int) -> None:
+        self.signal = signal
+        self.number = number
+        self.by_connected: dict[int, list[_Entry]] = {}
+        self.size = 0
+        self.prune_at = _FIRST_PRUNE
+
+    def entries(self) -> list[_Entry]:
+        return [entry for bucket in self.by_connected.values() for entry in bucket]
+
+    def add(self, connected: object, entry: _Entry) -> None:
+        self.by_connected.setdefault(id(connected), []).append(entry)
+        self.size += 1
+        if self.size >= self.prune_at:
+            # Entries of receivers that died are dropped here, in batches, so
+            # recording stays O(1) however many receivers a signal has.
+            self._prune()
+
+    def remove(self, connected: object) -> list[_Entry]:
+        bucket = self.by_connected.pop(id(connected), None)
+        if bucket is None:
+            return []
+        removed: list[_Entry] = []
+        kept: list[_Entry] = []
+        for entry in bucket:
+            (removed if entry.connected() is connected else kept).append(entry)
+        if kept:  # a dead object's entries under a reused id
+            self.by_connected[id(connected)] = kept
+        self.size -= len(removed)
+        return removed
+
+    def _prune(self) -> None:
+        for key, bucket in list(self.by_connected.items()):
+            alive = [entry for entry in bucket if entry.alive()]
+            if alive:
+                self.by_connected[key] = alive
+            else:
+                del self.by_connected[key]
+        self.size = sum(len(bucket) for bucket in self.by_connected.values())
+        self.prune_at = max(_FIRST_PRUNE, 2 * self.size)
+
+
 class Registry:
     """What signalbox connected, per signal, found by the object connected.
 
     The object connected is the receiver itself for inline receivers on a
     signalbox :class:`~signalbox.Signal`, and signalbox's adapter otherwise.
-    Entries are held weakly, like the signal's own references, and vanish
-    with the receiver; a listing asks the signal which objects are live, so a
+    Entries hold what they name as the signal does: weakly for a weak
+    connection, strongly for ``weak=False`` (so recording one makes no weak
+    reference Django would not); they vanish with the receiver or at its
+    disconnect. A listing asks the signal which objects are live, so a
     receiver disconnected behind signalbox's back is never shown.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_signal: weakref.WeakKeyDictionary[DjangoSignal, list[_Entry]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._signals: dict[int, weakref.ref[_Connections]] = {}
+        self._number = next(_registries)  # its entries' key on each signal
+        self._numbering = itertools.count()
         self._changes = 0
 
     @property
@@ -185,28 +240,33 @@ class Registry:
         receiver: Callable[..., Any],
         sender: object,
         info: ReceiverInfo,
+        *,
+        weak: bool = True,
     ) -> None:
         """Remember ``info`` for ``connected`` on ``signal``.
 
-        For a keyed mode, raises :class:`ReceiverError` if the key already
-        names a different, still-living receiver on this signal.
+        ``weak`` says how the signal holds ``connected``; the entry holds it
+        (and the receiver) the same way. For a keyed mode, raises
+        :class:`ReceiverError` if the key already names a different,
+        still-living receiver on this signal.
         """
+        hold = _weak if weak else _refs.strong
         with self._lock:
-            entries = [e for e in self._by_signal.get(signal, []) if e.alive()]
-            if info.run in KEYED_MODES:
-                _refuse_taken_key(entries, receiver, info)
-            entries.append(
-                _Entry(info, _weak(connected), _weak(receiver), _weak(sender))
-            )
-            self._by_signal[signal] = entries
+            connections = self._connections(signal, create=True)
+            assert connections is not None
+            if info.keyed:
+                alive = [e for e in connections.entries() if e.alive()]
+                _refuse_taken_key(alive, receiver, info)
+            entry = _Entry(info, hold(connected), hold(receiver), _weak(sender))
+            connections.add(connected, entry)
             self._changes += 1
 
     def check(
         self, signal: DjangoSignal, receiver: Callable[..., Any], info: ReceiverInfo
     ) -> None:
         """Raise :class:`ReceiverError` if :meth:`record` would refuse ``info``."""
-        if info.run in KEYED_MODES:
-            alive = [e for e in list(self._by_signal.get(signal, [])) if e.alive()]
+        if info.keyed:
+            alive = [e for e in self._entries(signal) if e.alive()]
             _refuse_taken_key(alive, receiver, info)
 
     def connections(
@@ -215,24 +275,32 @@ class Registry:
         """The (connected object, sender) pairs recorded for ``receiver`` (or all)."""
         return [
             (entry.connected(), entry.sender())
-            for entry in list(self._by_signal.get(signal, []))
+            for entry in self._entries(signal)
             if (receiver is None or entry.receiver() is receiver)
             and entry.connected() is not None
         ]
 
-    def forget(self, signal: DjangoSignal, connected: object) -> None:
-        """Drop what was recorded for ``connected`` (it was disconnected)."""
+    def forget(self, signal: DjangoSignal, connected: object) -> list[_Entry]:
+        """Drop what was recorded for ``connected`` (it was disconnected).
+
+        Returns the entries dropped (their ``info`` says what they were).
+        """
         with self._lock:
-            entries = self._by_signal.get(signal, [])
-            entries[:] = [e for e in entries if e.connected() is not connected]
+            connections = self._connections(signal)
+            if connections is None:
+                return []
+            removed = connections.remove(connected)
+            if not connections.by_connected:
+                self._drop(connections)
             self._changes += 1
+        return removed
 
     def info(
         self, signal: DjangoSignal, connected: object, sender: object = None
     ) -> ReceiverInfo | None:
         """What signalbox recorded for ``connected`` on ``signal``, or None."""
         found = None
-        for entry in list(self._by_signal.get(signal, [])):
+        for entry in self._entries(signal):
             if entry.connected() is connected:
                 if entry.sender() is sender:
                     return entry.info
@@ -242,25 +310,27 @@ class Registry:
     def signals(self) -> list[DjangoSignal]:
         """Every signal that signalbox connected a receiver to."""
         with self._lock:
-            return list(self._by_signal.keys())
+            held = [reference() for reference in self._signals.values()]
+        return [connections.signal for connections in held if connections is not None]
 
     def senders(self, signal: DjangoSignal) -> list[object]:
         """The sender filters signalbox connected receivers with on ``signal``."""
-        found = [entry.sender() for entry in list(self._by_signal.get(signal, []))]
+        found = [entry.sender() for entry in self._entries(signal)]
         return [sender for sender in found if sender is not None]
 
-    def count(self, signal: DjangoSignal, run: Run) -> int:
-        """How many living connections of mode ``run`` ``signal`` has."""
-        entries = list(self._by_signal.get(signal, []))
-        return sum(1 for entry in entries if entry.info.run == run and entry.alive())
+    def count(self, signal: DjangoSignal, runs: Iterable[Run]) -> int:
+        """How many living connections ``signal`` has in the modes ``runs``."""
+        runs = frozenset(runs)
+        entries = self._entries(signal)
+        return sum(1 for entry in entries if entry.info.run in runs and entry.alive())
 
     def background(self) -> dict[str, list[Found]]:
-        """Every living background receiver, by key: what a worker may run."""
+        """Every living receiver of a keyed mode, by key: what a worker may run."""
         found: dict[str, list[Found]] = {}
         for signal in self.signals():
-            for entry in list(self._by_signal.get(signal, [])):
+            for entry in self._entries(signal):
                 receiver = entry.receiver()
-                if entry.info.run == "background" and receiver is not None:
+                if entry.info.keyed and receiver is not None:
                     found.setdefault(entry.info.key, []).append(
                         Found(signal, receiver, entry.info)  # type: ignore[arg-type]
                     )
@@ -268,9 +338,49 @@ class Registry:
 
     def find(self, signal: DjangoSignal, key: str) -> Callable[..., Any] | None:
         """The living receiver that ``key`` names on ``signal``, or None."""
-        for entry in list(self._by_signal.get(signal, [])):
+        for entry in self._entries(signal):
             if entry.info.key == key and entry.alive():
                 return entry.receiver()  # type: ignore[return-value]
+        return None
+
+    def _entries(self, signal: DjangoSignal) -> list[_Entry]:
+        with self._lock:
+            connections = self._connections(signal)
+            return [] if connections is None else connections.entries()
+
+    def _connections(
+        self, signal: DjangoSignal, create: bool = False
+    ) -> _Connections | None:
+        """The signal's entries (made when ``create``); the caller holds the lock."""
+        held = _held(signal)
+        connections = None if held is None else held.get(self._number)
+        if connections is None and create:
+            if held is None:
+                held = signal._signalbox_connections = {}  # type: ignore[attr-defined]
+            number = next(self._numbering)
+            connections = held[self._number] = _Connections(signal, number)
+            signals = self._signals
+            self._signals[number] = _reference(
+                connections, lambda _: signals.pop(number, None)
+            )
+        return connections
+
+    def _drop(self, connections: _Connections) -> None:
+        # Breaks the cycle: a signal with nothing recorded holds nothing of ours.
+        signal = connections.signal
+        held = _held(signal)
+        if held is not None and held.get(self._number) is connections:
+            del held[self._number]
+            if not held:
+                del signal._signalbox_connections  # type: ignore[attr-defined]
+        self._signals.pop(connections.number, None)
+
+
+def _held(signal: DjangoSignal) -> dict[int, _Connections] | None:
+    """What the registries recorded for ``signal``, by registry, if anything."""
+    try:
+        return signal._signalbox_connections  # type: ignore[attr-defined,no-any-return]
+    except AttributeError:
         return None
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+import time
 from asyncio import AbstractEventLoop
 from asyncio.events import _get_running_loop as _running_loop
 from collections.abc import Callable, Sequence
@@ -100,6 +101,39 @@ def receiver_name(receiver: Callable[..., Any]) -> str:
     if isinstance(described, str):
         return described
     return registry.receiver_key(receiver)
+
+
+def call_ended(
+    start_ns: int,
+    signal: object,
+    sender: object,
+    receiver: Callable[..., Any],
+    where: Where | Callable[[], Where],
+    *,
+    after_commit: bool = False,
+    at_once: bool = False,
+) -> int:
+    """Time a receiver call that began at ``start_ns`` and warn if it was slow.
+
+    ``start_ns`` is a ``time.perf_counter_ns()`` reading. A call longer than
+    ``SIGNALBOX["SLOW_RECEIVER_MS"]`` is reported by :func:`slow_receiver`
+    (with ``after_commit`` and ``at_once``); ``where`` may be a function that
+    names the place, called only then. Returns the call's duration in ns.
+    (The synchronous send loop times its receivers inline: it is the hot path.)
+    """
+    elapsed = time.perf_counter_ns() - start_ns
+    if elapsed > conf.get().slow_receiver_ns:
+        place = where if isinstance(where, Where) else where()
+        slow_receiver(
+            signal,
+            sender,
+            receiver,
+            elapsed,
+            place,
+            after_commit=after_commit,
+            at_once=at_once,
+        )
+    return elapsed
 
 
 def slow_receiver(

@@ -151,7 +151,7 @@ def _listing(
             location=_short(info.location),
             connected_by="signalbox",
             coroutine=coroutine,
-            untravelled=tuple(_travel.left_in(name, info.run, info.travel)),
+            untravelled=tuple(_travel.left_in(name, info.keyed, info.travel)),
         )
     return ReceiverListing(
         key=registry.receiver_key(receiver),
