@@ -367,7 +367,7 @@ def _interleaved_drains(
         cases.append(
             (
                 f"PgQueuer, batch_size {size}",
-                lambda: throughput.pgqueuer(src, deliveries, workers, size),
+                lambda size=size: throughput.pgqueuer(src, deliveries, workers, size),
             )
         )
     if options.best_concurrency != options.concurrency:
