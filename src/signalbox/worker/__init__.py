@@ -46,8 +46,9 @@ __all__ = ["DEFAULT_CONCURRENCY", "Outcome", "Worker", "run_delivery"]
 
 logger = logging.getLogger("signalbox.worker")
 
-DEFAULT_CONCURRENCY = 4
-"""How many deliveries a worker runs at once unless told otherwise."""
+DEFAULT_CONCURRENCY = 8
+"""How many deliveries a worker runs at once unless told otherwise: chosen for
+receivers that wait on the network (docs/background.md, "Choosing --concurrency")."""
 
 _FAST_NS = 10_000_000
 """Deliveries that take less than this (on average) are claimed ahead."""
@@ -57,6 +58,9 @@ _AHEAD_NS = 20_000_000
 
 _MOST_AHEAD = 200
 """The most rows claimed ahead of the pool: a claim then takes about half."""
+
+_HAND_OFF_NS = 1_000_000
+"""About how much work one hand-over to a pool thread carries (see _chunks)."""
 
 
 @dataclass
@@ -100,7 +104,7 @@ class Worker:
         self.counts = Counts()
         self.stopping = threading.Event()
         self._wake = threading.Event()
-        self._work: queue.Queue[outbox.Claimed | None] = queue.Queue()
+        self._work: queue.Queue[list[outbox.Claimed] | None] = queue.Queue()
         # Claimed until the outcome is recorded (the heartbeat extends these).
         self._held: dict[int, outbox.Claimed] = {}
         # Claimed and not yet run to an outcome: what occupies the pool.
@@ -251,13 +255,26 @@ class Worker:
                 for each in claimed:
                     self._held[each.id] = each
                 self._unfinished += len(claimed)
-            for each in claimed:
-                self._work.put(each)
+            for chunk in self._chunks(claimed):
+                self._work.put(chunk)
         if self._finished():
             return False
         if len(claimed) < free or not claimed:
             self._wake.wait(self.settings.poll.total_seconds())
         return True
+
+    def _chunks(self, claimed: list[outbox.Claimed]) -> list[list[outbox.Claimed]]:
+        """``claimed`` cut into the pieces one pool thread takes at a time.
+
+        One row each, unless deliveries finish in well under a millisecond:
+        then each piece carries about ``_HAND_OFF_NS`` of work (and no more
+        than an even share of the claim). A hand-over wakes a thread, which
+        then fights the others for the GIL: for a fast receiver that cost
+        more than the delivery, and more the more threads the pool has.
+        """
+        share = -(-len(claimed) // self.concurrency)  # rounded up
+        size = max(min(_HAND_OFF_NS // max(self._pace_ns, 1), share), 1)
+        return [claimed[n : n + size] for n in range(0, len(claimed), size)]
 
     def _capacity(self) -> int:
         """How many deliveries may be claimed and not yet finished.
@@ -341,24 +358,31 @@ class Worker:
 
     def _run_pool(self) -> None:
         while True:
-            claimed = self._work.get()
-            if claimed is None:
+            chunk = self._work.get()
+            if chunk is None:
                 connections.close_all()  # this thread's, before it ends
                 return
-            started = time.perf_counter_ns()
-            outcome = self._run_one(claimed)
-            took = time.perf_counter_ns() - started
-            with self._lock:
-                self._pace_ns += (took - self._pace_ns) // 8
-                self._unfinished -= 1
-                if claimed.id in self._acknowledging:
-                    self._acknowledging.discard(claimed.id)  # counted once written
-                else:
-                    self._held.pop(claimed.id, None)
-                    self._count(outcome, 1)
-                wake = self._loop_waits_for_this()
-            if wake:
-                self._wake.set()
+            # A piece of several rows is one of fast deliveries: it is run
+            # to its end (it counts as started), shutting down or not.
+            for claimed in chunk:
+                self._run_timed(claimed)
+
+    def _run_timed(self, claimed: outbox.Claimed) -> None:
+        """Run one delivery, note how long it took, and count it."""
+        started = time.perf_counter_ns()
+        outcome = self._run_one(claimed)
+        took = time.perf_counter_ns() - started
+        with self._lock:
+            self._pace_ns += (took - self._pace_ns) // 8
+            self._unfinished -= 1
+            if claimed.id in self._acknowledging:
+                self._acknowledging.discard(claimed.id)  # counted once written
+            else:
+                self._held.pop(claimed.id, None)
+                self._count(outcome, 1)
+            wake = self._loop_waits_for_this()
+        if wake:
+            self._wake.set()
 
     def _loop_waits_for_this(self) -> bool:
         """Whether the main loop must look again now that a delivery finished.
@@ -594,7 +618,7 @@ class Worker:
                     self._unfinished -= len(unstarted)
                 return unstarted
             if claimed is not None:
-                unstarted.append(claimed)
+                unstarted += claimed
 
     def _give_back(self, claimed: list[outbox.Claimed], why: str) -> None:
         if not claimed:
