@@ -88,13 +88,14 @@ def parse_options(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--concurrency",
         type=int,
-        help="per worker process (signalbox's default worker concurrency)",
+        default=4,
+        help="per worker process of the peers and of the latency worker (4)",
     )
     parser.add_argument(
         "--best-concurrency",
         type=int,
-        default=32,
-        help="signalbox's best throughput setting, measured beside it (32)",
+        default=4,
+        help="signalbox's best no-op throughput setting on 2 cores (4)",
     )
     parser.add_argument(
         "--pgqueuer-batches",
@@ -174,10 +175,9 @@ def setup(options: argparse.Namespace) -> dict[str, bool]:
         raise SystemExit("bench/outbox.py needs PostgreSQL on 127.0.0.1:5432.")
     database.create_postgres_database()
     django.setup()
-    if options.concurrency is None:
-        from signalbox.worker import DEFAULT_CONCURRENCY
+    from signalbox.worker import DEFAULT_CONCURRENCY
 
-        options.concurrency = DEFAULT_CONCURRENCY
+    options.default_concurrency = DEFAULT_CONCURRENCY
     database.migrate("default")
     database.migrate("sqlite")
     return services
@@ -356,9 +356,10 @@ def _interleaved_drains(
     src, workers, deliveries = options.src, options.workers, options.deliveries
     cases: list[tuple[str, Callable[[], Any]]] = [
         (
-            f"signalbox on PostgreSQL, concurrency {options.concurrency}",
+            f"signalbox on PostgreSQL, defaults (concurrency "
+            f"{options.default_concurrency})",
             lambda: throughput.signalbox(
-                src, "default", deliveries, workers, options.concurrency
+                src, "default", deliveries, workers, options.default_concurrency
             ),
         )
     ]
@@ -370,7 +371,7 @@ def _interleaved_drains(
                 lambda size=size: throughput.pgqueuer(src, deliveries, workers, size),
             )
         )
-    if options.best_concurrency != options.concurrency:
+    if options.best_concurrency != options.default_concurrency:
         cases.append(
             (
                 f"signalbox on PostgreSQL, concurrency {options.best_concurrency}",
@@ -582,7 +583,7 @@ def _throughput_table(
     lines = [
         f"### Throughput, {name}: {drains[0].deliveries:,} no-op deliveries, "
         f"{options.workers} worker processes (concurrency {options.concurrency} "
-        f"unless the engine says otherwise)",
+        f"unless the engine names its own)",
         "",
         "| engine | rounds | drain (first start to last completion) "
         "| deliveries/s (median) | slowest - fastest round | wall, with start-up "
@@ -681,6 +682,7 @@ def write_json(
             "deliveries": options.deliveries,
             "workers": options.workers,
             "concurrency": options.concurrency,
+            "signalbox_default_concurrency": options.default_concurrency,
             "best_concurrency": options.best_concurrency,
             "pgqueuer_batches": options.pgqueuer_batches,
             "throughput_rounds": options.throughput_rounds,
