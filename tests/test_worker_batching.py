@@ -154,6 +154,46 @@ def test_fast_deliveries_are_claimed_many_ahead_of_the_pool(
     assert Delivery.objects.completed().count() == 60
 
 
+def hand_overs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the pieces the worker hands to its pool's threads."""
+    sizes: list[int] = []
+    real = Worker._chunks
+
+    def spy(self: Worker, claimed: list[outbox.Claimed]) -> Any:
+        pieces = real(self, claimed)
+        sizes.extend(len(piece) for piece in pieces)
+        return pieces
+
+    monkeypatch.setattr(Worker, "_chunks", spy)
+    return sizes
+
+
+def test_fast_deliveries_are_handed_to_the_pool_several_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    signalbox.connect(work, quick, run="background")
+    for n in range(200):
+        work.send(sender=None, n=n)
+    sizes = hand_overs(monkeypatch)
+    counts = Worker(burst=True, concurrency=2).run()
+    assert counts.by_outcome == {Outcome.COMPLETED: 200}
+    assert sorted(ran) == list(range(200))
+    assert sum(sizes) == 200
+    assert max(sizes) > 1
+
+
+def test_slow_deliveries_are_handed_to_the_pool_one_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    signalbox.connect(work, slow, run="background")
+    for n in range(8):
+        work.send(sender=None, n=n)
+    sizes = hand_overs(monkeypatch)
+    counts = Worker(burst=True, concurrency=2).run()
+    assert counts.by_outcome == {Outcome.COMPLETED: 8}
+    assert sizes == [1] * 8
+
+
 def test_slow_deliveries_are_not_claimed_ahead_of_the_pool(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
