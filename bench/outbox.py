@@ -1,4 +1,4 @@
-"""signalbox's outbox against Celery, procrastinate and django-tasks, in one run.
+"""signalbox's outbox against Celery, procrastinate, PgQueuer, django-tasks.
 
 Run it from the repository root (PostgreSQL, and Redis for Celery, on
 127.0.0.1)::
@@ -15,7 +15,11 @@ Three figures, each measured for signalbox and its peers in the same run:
   Redis, procrastinate's ``defer`` and django-tasks' ``enqueue`` (database
   backend). Interleaved rounds, medians.
 * **throughput**: 10,000 no-op deliveries drained by 2 worker processes,
-  from the first start to the last completion, in deliveries per second.
+  from the first start to the last completion, in deliveries per second:
+  signalbox at its defaults and at ``--best-concurrency``, PgQueuer (on
+  asyncpg) at its default ``batch_size`` of 10 and at 100, in interleaved
+  rounds (medians and the slowest and fastest round), then Celery and
+  procrastinate once each.
 * **latency**: from the commit to the receiver's start, one idle worker,
   1,000 samples: p50, p99, max.
 
@@ -82,7 +86,26 @@ def parse_options(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--deliveries", type=int, help="throughput backlog (10000)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (2)")
     parser.add_argument(
-        "--concurrency", type=int, default=4, help="per worker process (4)"
+        "--concurrency",
+        type=int,
+        default=4,
+        help="per worker process of the peers and of the latency worker (4)",
+    )
+    parser.add_argument(
+        "--best-concurrency",
+        type=int,
+        default=4,
+        help="signalbox's best no-op throughput setting on 2 cores (4)",
+    )
+    parser.add_argument(
+        "--pgqueuer-batches",
+        default="10,100",
+        help="PgQueuer batch_size values to measure (10: its default, and 100)",
+    )
+    parser.add_argument(
+        "--throughput-rounds",
+        type=int,
+        help="interleaved throughput rounds of signalbox and PgQueuer (3)",
     )
     parser.add_argument("--samples", type=int, help="latency samples (1000)")
     parser.add_argument(
@@ -120,6 +143,10 @@ def parse_options(argv: Sequence[str]) -> argparse.Namespace:
     options.rounds = options.rounds or (60 if quick else 250)
     options.deliveries = options.deliveries or (2_000 if quick else 10_000)
     options.samples = options.samples or (200 if quick else 1_000)
+    options.throughput_rounds = options.throughput_rounds or (1 if quick else 3)
+    options.pgqueuer_batches = [
+        int(size) for size in options.pgqueuer_batches.split(",") if size
+    ]
     options.sqlite_deliveries = options.sqlite_deliveries or (500 if quick else 2_000)
     options.sqlite_samples = options.sqlite_samples or (100 if quick else 300)
     options.parts = {part.strip() for part in options.only.split(",") if part}
@@ -148,6 +175,9 @@ def setup(options: argparse.Namespace) -> dict[str, bool]:
         raise SystemExit("bench/outbox.py needs PostgreSQL on 127.0.0.1:5432.")
     database.create_postgres_database()
     django.setup()
+    from signalbox.worker import DEFAULT_CONCURRENCY
+
+    options.default_concurrency = DEFAULT_CONCURRENCY
     database.migrate("default")
     database.migrate("sqlite")
     return services
@@ -176,6 +206,7 @@ def main(argv: Sequence[str]) -> int:
         f"Django {env['django']}; peers: "
         + (
             f"Celery {env['celery']}, procrastinate {env['procrastinate']}, "
+            f"PgQueuer {env['pgqueuer']} (asyncpg {env['asyncpg']}), "
             f"django-tasks {env['django-tasks']}"
             if peers
             else "none"
@@ -235,14 +266,10 @@ def run_parts(
             ),
         )
     if "throughput" in parts:
-        drains = [
-            attempt(
-                "throughput, signalbox on PostgreSQL",
-                lambda: throughput.signalbox(
-                    src, "default", options.deliveries, workers, concurrency
-                ),
-            )
-        ]
+        pgqueuer = peers and _installed("pgqueuer", "asyncpg")
+        if peers and not pgqueuer:
+            notes.append("PgQueuer or asyncpg is not installed: PgQueuer was skipped.")
+        drains = _interleaved_drains(options, pgqueuer, attempt)
         if celery:
             drains.append(
                 attempt(
@@ -316,6 +343,71 @@ def run_parts(
     return results
 
 
+def _interleaved_drains(
+    options: argparse.Namespace,
+    pgqueuer: bool,
+    attempt: Callable[[str, Callable[[], Any]], Any],
+) -> list[Any]:
+    """signalbox at its defaults and best, PgQueuer at each batch size: round
+    after round, each case in turn, so that a busy spell of a shared machine
+    falls on all of them; summarised as medians with the spread."""
+    from outboxbench import throughput
+
+    src, workers, deliveries = options.src, options.workers, options.deliveries
+    cases: list[tuple[str, Callable[[], Any]]] = [
+        (
+            f"signalbox on PostgreSQL, defaults (concurrency "
+            f"{options.default_concurrency})",
+            lambda: throughput.signalbox(
+                src, "default", deliveries, workers, options.default_concurrency
+            ),
+        )
+    ]
+    if pgqueuer and options.pgqueuer_batches:
+        size = options.pgqueuer_batches[0]
+        cases.append(
+            (
+                f"PgQueuer, batch_size {size}",
+                lambda size=size: throughput.pgqueuer(src, deliveries, workers, size),
+            )
+        )
+    if options.best_concurrency != options.default_concurrency:
+        cases.append(
+            (
+                f"signalbox on PostgreSQL, concurrency {options.best_concurrency}",
+                lambda: throughput.signalbox(
+                    src,
+                    "default",
+                    deliveries,
+                    workers,
+                    options.best_concurrency,
+                    case="-best",
+                ),
+            )
+        )
+    for size in options.pgqueuer_batches[1:] if pgqueuer else ():
+        cases.append(
+            (
+                f"PgQueuer, batch_size {size}",
+                lambda size=size: throughput.pgqueuer(src, deliveries, workers, size),
+            )
+        )
+    rounds: dict[str, list[Any]] = {}
+    for number in range(options.throughput_rounds):
+        for label, measure in cases:
+            drain = attempt(
+                f"throughput round {number + 1}/{options.throughput_rounds}, {label}",
+                measure,
+            )
+            if drain is not None:
+                rounds.setdefault(drain.key, []).append(drain)
+    return [throughput.summarise(each) for each in rounds.values()]
+
+
+def _installed(*packages: str) -> bool:
+    return all(_version(package) != "unknown" for package in packages)
+
+
 def _empty_then(alias: str, measure: Callable[[], T]) -> T:
     from outboxbench import database
 
@@ -363,6 +455,7 @@ def judge(results: dict[str, Any]) -> list[Target]:
     added = {r.key: r.added_ns for r in path or ()}
     drains = results.get("throughput_postgresql")
     signalbox_rate = _rate(drains, "signalbox-postgresql")
+    best_rate = _rate(drains, "signalbox-postgresql-best") or signalbox_rate
     waits = _find(results.get("latency_postgresql"), "signalbox-postgresql")
     return [
         Target(
@@ -396,6 +489,22 @@ def judge(results: dict[str, Any]) -> list[Target]:
             "throughput: signalbox / procrastinate",
             _ratio(signalbox_rate, _rate(drains, "procrastinate")),
             5.0,
+            False,
+            "x",
+        ),
+        Target(
+            "throughput-vs-pgqueuer",
+            "throughput: signalbox (defaults) / PgQueuer (defaults, batch_size=10)",
+            _ratio(signalbox_rate, _rate(drains, "pgqueuer-batch-10")),
+            1.0,
+            False,
+            "x",
+        ),
+        Target(
+            "throughput-best-vs-pgqueuer",
+            "throughput: signalbox (best) / PgQueuer (batch_size=100)",
+            _ratio(best_rate, _rate(drains, "pgqueuer-batch-100")),
+            1.0,
             False,
             "x",
         ),
@@ -470,18 +579,23 @@ def _path_table(path: Sequence[Any], name: str, options: argparse.Namespace) -> 
 def _throughput_table(
     drains: Sequence[Any], name: str, options: argparse.Namespace
 ) -> str:
+    reference = drains[0].per_second
     lines = [
         f"### Throughput, {name}: {drains[0].deliveries:,} no-op deliveries, "
-        f"{options.workers} worker processes x concurrency {options.concurrency}",
+        f"{options.workers} worker processes (concurrency {options.concurrency} "
+        f"unless the engine names its own)",
         "",
-        "| engine | drain (first start to last completion) | deliveries/s "
-        "| wall, with start-up |",
-        "|---|--:|--:|--:|",
+        "| engine | rounds | drain (first start to last completion) "
+        "| deliveries/s (median) | slowest - fastest round | wall, with start-up "
+        f"| {drains[0].title.split(' --burst')[0]} defaults / this |",
+        "|---|--:|--:|--:|--:|--:|--:|",
     ]
     for r in drains:
+        rounds = getattr(r, "rounds", 1)
+        spread = f"{r.low:,.0f} - {r.high:,.0f}" if rounds > 1 else ""
         lines.append(
-            f"| {r.title} | {r.drain_s:.2f} s | **{r.per_second:,.0f}** "
-            f"| {r.wall_s:.2f} s |"
+            f"| {r.title} | {rounds} | {r.drain_s:.2f} s | **{r.per_second:,.0f}** "
+            f"| {spread} | {r.wall_s:.2f} s | {reference / r.per_second:.2f}x |"
         )
     return "\n".join(lines)
 
@@ -534,7 +648,8 @@ def environment(options: argparse.Namespace) -> dict[str, str]:
         "sqlite": database.server_version("sqlite"),
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
     }
-    for package in ("celery", "kombu", "redis", "procrastinate", "psycopg"):
+    packages = ("celery", "kombu", "redis", "procrastinate", "psycopg")
+    for package in (*packages, "pgqueuer", "asyncpg"):
         env[package] = _version(package)
     env["django-tasks"] = _version("django-tasks")
     env["django-tasks-db"] = _version("django-tasks-db")
@@ -567,6 +682,10 @@ def write_json(
             "deliveries": options.deliveries,
             "workers": options.workers,
             "concurrency": options.concurrency,
+            "signalbox_default_concurrency": options.default_concurrency,
+            "best_concurrency": options.best_concurrency,
+            "pgqueuer_batches": options.pgqueuer_batches,
+            "throughput_rounds": options.throughput_rounds,
             "latency_samples": options.samples,
             "sqlite_deliveries": options.sqlite_deliveries,
             "sqlite_latency_samples": options.sqlite_samples,

@@ -206,6 +206,24 @@ def test_parameters_written_as_text_read_back_as_a_cursor_binds_them() -> None:
     assert psycopg_prepared() == 0
 
 
+def test_timestamps_load_as_a_django_cursor_loads_them() -> None:
+    # The claim's timestamps go through psycopg's compiled loader, not
+    # Django's: the values, and their tzinfo, must be the same.
+    sql = (
+        "SELECT t FROM unnest(ARRAY['2026-12-08 01:02:03.000004+00',"
+        " '1999-12-31 23:59:59.999999-08', '0001-01-01 00:00:00+00',"
+        " '9999-12-31 23:59:59.999999+00', '2000-02-29 12:00:00+05:30']::timestamptz[])"
+        " AS t"
+        " WHERE t::text <> %s"
+    )
+    with connections["default"].cursor() as cursor:
+        cursor.execute(sql, ["x"])
+        expected = cursor.fetchall()
+    got = _libpq.run(connections["default"], sql, ["x"])
+    assert got == expected
+    assert [row[0].tzinfo for row in got] == [row[0].tzinfo for row in expected]
+
+
 def test_a_parameter_it_cannot_write_goes_through_a_cursor() -> None:
     rows = _libpq.run(connections["default"], "SELECT %s::boolean", [True])
     assert rows == [(True,)]

@@ -15,7 +15,9 @@ against the driver's for signalbox and procrastinate: one machine, one clock).
 from __future__ import annotations
 
 import shutil
+import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,10 +48,51 @@ class DrainResult:
         object.__setattr__(self, "per_second", self.deliveries / self.drain_s)
 
 
+@dataclass(frozen=True)
+class Drains:
+    """One case drained in several interleaved rounds: the median and spread."""
+
+    key: str
+    title: str
+    deliveries: int
+    workers: int
+    concurrency: int
+    rounds: int
+    drain_s: float  # median
+    wall_s: float  # median
+    per_second: float  # median
+    low: float  # the slowest round, deliveries/s
+    high: float  # the fastest round, deliveries/s
+
+
+def summarise(results: Sequence[DrainResult]) -> Drains:
+    """The median and spread of the rounds of one case (all of one key)."""
+    first = results[0]
+    return Drains(
+        key=first.key,
+        title=first.title,
+        deliveries=first.deliveries,
+        workers=first.workers,
+        concurrency=first.concurrency,
+        rounds=len(results),
+        drain_s=statistics.median(r.drain_s for r in results),
+        wall_s=statistics.median(r.wall_s for r in results),
+        per_second=statistics.median(r.per_second for r in results),
+        low=min(r.per_second for r in results),
+        high=max(r.per_second for r in results),
+    )
+
+
 def signalbox(
-    src: Path, using: str, deliveries: int, workers: int, concurrency: int
+    src: Path,
+    using: str,
+    deliveries: int,
+    workers: int,
+    concurrency: int,
+    *,
+    case: str = "",
 ) -> DrainResult:
-    """``signalbox worker --burst`` x ``workers`` on ``using``."""
+    """``signalbox worker --burst`` x ``workers`` on ``using``; ``case``: key suffix."""
     from signalbox.models import Delivery
 
     database.empty(using)
@@ -73,8 +116,8 @@ def signalbox(
         raise processes.WorkerFailed(f"signalbox completed {done} of {deliveries}")
     span = rows.aggregate(first=Min("attempted_at"), last=Max("finished_at"))
     return DrainResult(
-        key=f"signalbox-{connections[using].vendor}",
-        title="signalbox worker --burst",
+        key=f"signalbox-{connections[using].vendor}{case}",
+        title=f"signalbox worker --burst --concurrency {concurrency}",
         deliveries=deliveries,
         workers=workers,
         concurrency=concurrency,
@@ -169,4 +212,30 @@ def procrastinate(
         concurrency=concurrency,
         drain_s=(last - first).total_seconds(),
         wall_s=last.timestamp() - launched,
+    )
+
+
+def pgqueuer(src: Path, deliveries: int, workers: int, batch_size: int) -> DrainResult:
+    """PgQueuer ``QueueManager`` x ``workers`` (asyncpg), ``batch_size`` a dequeue."""
+    from outboxbench import pgqueuer_peer
+
+    pgqueuer_peer.prepare(deliveries)
+    launched = time.time()
+    with processes.Processes(src) as running:
+        for number in range(workers):
+            argv = pgqueuer_peer.worker_argv(batch_size)
+            running.start(f"pgqueuer-{batch_size}-{number}", argv)
+        running.wait(TIMEOUT)
+    done, first, last = pgqueuer_peer.drained()
+    pgqueuer_peer.empty()
+    if done != deliveries:
+        raise processes.WorkerFailed(f"PgQueuer ran {done} of {deliveries}")
+    return DrainResult(
+        key=f"pgqueuer-batch-{batch_size}",
+        title=f"PgQueuer, batch_size={batch_size}",
+        deliveries=deliveries,
+        workers=workers,
+        concurrency=batch_size,
+        drain_s=last - first,
+        wall_s=last - launched,
     )

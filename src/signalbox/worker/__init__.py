@@ -42,12 +42,25 @@ from signalbox.worker._acks import Acknowledger
 from signalbox.worker._listen import Listener
 from signalbox.worker._run import Outcome, call_receiver, run_delivery
 
-__all__ = ["Outcome", "Worker", "run_delivery"]
+__all__ = ["DEFAULT_CONCURRENCY", "Outcome", "Worker", "run_delivery"]
 
 logger = logging.getLogger("signalbox.worker")
 
+DEFAULT_CONCURRENCY = 8
+"""How many deliveries a worker runs at once unless told otherwise: chosen for
+receivers that wait on the network (docs/background.md, "Choosing --concurrency")."""
+
 _FAST_NS = 10_000_000
-"""Deliveries that take less than this (on average) are claimed a batch ahead."""
+"""Deliveries that take less than this (on average) are claimed ahead."""
+
+_AHEAD_NS = 20_000_000
+"""How long, at most, a row claimed ahead should wait for a free thread."""
+
+_MOST_AHEAD = 200
+"""The most rows claimed ahead of the pool: a claim then takes about half."""
+
+_HAND_OFF_NS = 1_000_000
+"""About how much work one hand-over to a pool thread carries (see _chunks)."""
 
 
 @dataclass
@@ -73,7 +86,7 @@ class Worker:
         self,
         *,
         queues: Sequence[str] = ("default",),
-        concurrency: int = 4,
+        concurrency: int = DEFAULT_CONCURRENCY,
         burst: bool = False,
         max_deliveries: int | None = None,
         using: str = DEFAULT_DB_ALIAS,
@@ -91,7 +104,7 @@ class Worker:
         self.counts = Counts()
         self.stopping = threading.Event()
         self._wake = threading.Event()
-        self._work: queue.Queue[outbox.Claimed | None] = queue.Queue()
+        self._work: queue.Queue[list[outbox.Claimed] | None] = queue.Queue()
         # Claimed until the outcome is recorded (the heartbeat extends these).
         self._held: dict[int, outbox.Claimed] = {}
         # Claimed and not yet run to an outcome: what occupies the pool.
@@ -242,25 +255,42 @@ class Worker:
                 for each in claimed:
                     self._held[each.id] = each
                 self._unfinished += len(claimed)
-            for each in claimed:
-                self._work.put(each)
+            for chunk in self._chunks(claimed):
+                self._work.put(chunk)
         if self._finished():
             return False
         if len(claimed) < free or not claimed:
             self._wake.wait(self.settings.poll.total_seconds())
         return True
 
+    def _chunks(self, claimed: list[outbox.Claimed]) -> list[list[outbox.Claimed]]:
+        """``claimed`` cut into the pieces one pool thread takes at a time.
+
+        One row each, unless deliveries finish in well under a millisecond:
+        then each piece carries about ``_HAND_OFF_NS`` of work (and no more
+        than an even share of the claim). A hand-over wakes a thread, which
+        then fights the others for the GIL: for a fast receiver that cost
+        more than the delivery, and more the more threads the pool has.
+        """
+        share = -(-len(claimed) // self.concurrency)  # rounded up
+        size = max(min(_HAND_OFF_NS // max(self._pace_ns, 1), share), 1)
+        return [claimed[n : n + size] for n in range(0, len(claimed), size)]
+
     def _capacity(self) -> int:
         """How many deliveries may be claimed and not yet finished.
 
-        The pool's size, and as much again while deliveries finish within
-        ``_FAST_NS``: then one claim's round trip serves twice as many, and
-        the rows claimed ahead wait only moments. Slow receivers get no rows
-        claimed ahead, so an idle worker elsewhere takes them instead.
+        The pool's size, and more while deliveries finish within
+        ``_FAST_NS``: as many as the pool runs in ``_AHEAD_NS`` at the pace
+        seen so far (at least its size again, at most ``_MOST_AHEAD``). A
+        claim costs a round trip and a statement whatever it takes, so fast
+        receivers are fed by few large claims, and the rows claimed ahead
+        wait only moments. Slow receivers get no rows claimed ahead, so an
+        idle worker elsewhere takes them instead.
         """
-        if self._pace_ns < _FAST_NS:
-            return 2 * self.concurrency
-        return self.concurrency
+        if self._pace_ns >= _FAST_NS:
+            return self.concurrency
+        ahead = self.concurrency * _AHEAD_NS // max(self._pace_ns, 1)
+        return self.concurrency + min(max(ahead, self.concurrency), _MOST_AHEAD)
 
     def _free(self, capacity: int) -> int:
         free = capacity - self._unfinished
@@ -328,22 +358,45 @@ class Worker:
 
     def _run_pool(self) -> None:
         while True:
-            claimed = self._work.get()
-            if claimed is None:
+            chunk = self._work.get()
+            if chunk is None:
                 connections.close_all()  # this thread's, before it ends
                 return
-            started = time.perf_counter_ns()
-            outcome = self._run_one(claimed)
-            took = time.perf_counter_ns() - started
-            with self._lock:
-                self._pace_ns += (took - self._pace_ns) // 8
-                self._unfinished -= 1
-                if claimed.id in self._acknowledging:
-                    self._acknowledging.discard(claimed.id)  # counted once written
-                else:
-                    self._held.pop(claimed.id, None)
-                    self._count(outcome, 1)
+            # A piece of several rows is one of fast deliveries: it is run
+            # to its end (it counts as started), shutting down or not.
+            for claimed in chunk:
+                self._run_timed(claimed)
+
+    def _run_timed(self, claimed: outbox.Claimed) -> None:
+        """Run one delivery, note how long it took, and count it."""
+        started = time.perf_counter_ns()
+        outcome = self._run_one(claimed)
+        took = time.perf_counter_ns() - started
+        with self._lock:
+            self._pace_ns += (took - self._pace_ns) // 8
+            self._unfinished -= 1
+            if claimed.id in self._acknowledging:
+                self._acknowledging.discard(claimed.id)  # counted once written
+            else:
+                self._held.pop(claimed.id, None)
+                self._count(outcome, 1)
+            wake = self._loop_waits_for_this()
+        if wake:
             self._wake.set()
+
+    def _loop_waits_for_this(self) -> bool:
+        """Whether the main loop must look again now that a delivery finished.
+
+        Only when it would act on it: claim (half the capacity is free), see
+        the pool empty (burst mode's end, the shutdown's drain), or count
+        towards ``max_deliveries``. Waking it after every delivery cost a
+        thread switch per delivery, the most expensive thing a fast receiver
+        did. Called under ``_lock``.
+        """
+        if not self._unfinished or self.max_deliveries is not None:
+            return True
+        capacity = self._capacity()
+        return (capacity - self._unfinished) * 2 >= capacity
 
     def _count(self, outcome: Outcome | None, number: int) -> None:
         if outcome is not None and number:
@@ -565,7 +618,7 @@ class Worker:
                     self._unfinished -= len(unstarted)
                 return unstarted
             if claimed is not None:
-                unstarted.append(claimed)
+                unstarted += claimed
 
     def _give_back(self, claimed: list[outbox.Claimed], why: str) -> None:
         if not claimed:

@@ -55,7 +55,7 @@ from signalbox import conf, engines, outbox
 from signalbox.engines.relay import Relay
 from signalbox.models import Delivery
 from signalbox.observe import inventory, status
-from signalbox.worker import Worker, install_signal_handlers
+from signalbox.worker import DEFAULT_CONCURRENCY, Worker, install_signal_handlers
 
 
 class Command(BaseCommand):
@@ -79,7 +79,9 @@ class Command(BaseCommand):
         worker.add_argument(
             "--queues", default="default", help="Comma-separated queues."
         )
-        worker.add_argument("--concurrency", type=_positive, default=4)
+        worker.add_argument(
+            "--concurrency", type=_positive, default=DEFAULT_CONCURRENCY
+        )
         worker.add_argument(
             "--burst", action="store_true", help="Exit 0 once nothing is due."
         )
