@@ -13,8 +13,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, JSONField, TextField
 from django.db.models.functions import Cast, Now
 
-from signalbox import _libpq, _statements
 from signalbox._states import WAITING, State
+from signalbox.outbox import _libpq, _statements
 from signalbox.outbox._base import Claimed, Unreadable, _rows, after
 from signalbox.outbox._handover import wake_relay_for
 
@@ -66,21 +66,9 @@ def claim(
         else:
             ids = due.values("id")[:limit]
         _rows(using).filter(id__in=ids, state__in=WAITING).update(
-            **_taken(token, worker, lease)
+            **_statements.taken(token, worker, lease)
         )
     return _claimed(_rows(using).filter(lease_token=token), token, using)
-
-
-def _taken(token: uuid.UUID, worker: str, lease: timedelta) -> dict[str, Any]:
-    """A claim's changes to a row: executing, its attempt counted, leased."""
-    return {
-        "state": State.EXECUTING,
-        "attempt": F("attempt") + 1,
-        "lease_token": token,
-        "leased_by": worker,
-        "lease_expires_at": after(lease),
-        "attempted_at": Now(),
-    }
 
 
 def _claim_postgresql(
@@ -99,7 +87,8 @@ def _claim_postgresql(
     )
     engine: object = engines[0] if len(engines) == 1 else engines
     queue: object = queues[0] if len(queues) == 1 else queues
-    params: list[Any] = [token, worker, lease, engine, queue, receivers, limit]
+    sets = _statements.taken_params(token, worker, lease)
+    params: list[Any] = [*sets, engine, queue, receivers, limit]
     return _returned(sql, params, token, connections[using])
 
 
@@ -152,7 +141,7 @@ def _claim_mysql(
         if not ids:
             return []
         _rows(using).filter(id__in=ids, state__in=WAITING).update(
-            **_taken(token, worker, lease)
+            **_statements.taken(token, worker, lease)
         )
     # By id: there is no index on the token.
     return _claimed(_rows(using).filter(id__in=ids, lease_token=token), token, using)
@@ -227,7 +216,8 @@ def claim_one(
     if connection.vendor == "postgresql":
         relax = not durable and _relaxing(connection)
         sql = _statements.CLAIM_ONE_RELAXED if relax else _statements.CLAIM_ONE
-        params = [token, worker, lease, delivery_id, engine, receivers]
+        sets = _statements.taken_params(token, worker, lease)
+        params = [*sets, delivery_id, engine, receivers]
         found = _returned(sql, params, token, connection)
         return found[0] if found else None
     with transaction.atomic(using=using):
@@ -235,7 +225,7 @@ def claim_one(
             _rows(using)
             .due()
             .filter(id=delivery_id, engine=engine, receiver__in=receivers)
-            .update(**_taken(token, worker, lease))
+            .update(**_statements.taken(token, worker, lease))
         )
     if not taken:
         return None
