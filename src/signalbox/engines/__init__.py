@@ -26,7 +26,6 @@ engine's client library until that engine is configured.
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -35,7 +34,6 @@ from typing import Any, ClassVar, Final, Generic, TypeVar
 
 from django.core import checks
 from django.core.signals import setting_changed
-from django.db import transaction
 from django.utils.module_loading import import_string
 
 from signalbox import _forks, conf, outbox
@@ -284,58 +282,11 @@ def _on_setting_changed(*, setting: str, **kwargs: object) -> None:
 setting_changed.connect(_on_setting_changed, dispatch_uid="signalbox.engines")
 
 
-def after_commit(
-    rows: Sequence[outbox.NewDelivery], using: str
-) -> Callable[[list[int]], None]:
-    """What :func:`signalbox.outbox.enqueue` calls with the new rows' ids: it
-    arranges for them to be handed to their engines once the transaction
-    commits (never after a rollback), on the hand-over thread, so the
-    sender never waits for a broker. Delayed rows are left to the relay,
-    which hands them over once due: on PostgreSQL they wake it (at the
-    commit) to sleep until then."""
-    return functools.partial(_hand_over_on_commit, rows, using)
-
-
-def _hand_over_on_commit(
-    rows: Sequence[outbox.NewDelivery], using: str, ids: list[int]
-) -> None:
-    from signalbox.engines import _handoff
-
-    # A delayed row is not due yet: its message would run nothing. The relay
-    # hands it over once due; a sleeping relay learns of it here.
-    handovers = [
-        outbox.Handover(pk, row.engine, row.queue, row.priority, using)
-        for pk, row in zip(ids, rows, strict=True)
-        if not row.delay
-    ]
-    if len(handovers) < len(rows):
-        outbox.wake_relay({row.engine for row in rows if row.delay}, using=using)
-    if not handovers:
-        return
-    transaction.on_commit(
-        functools.partial(_handoff.publisher.submit, handovers),
-        using=using,
-        robust=True,
-    )
-
-
-def flush(timeout: float = 5.0) -> bool:
-    """Wait until this process has handed over what its commits gave it.
-
-    For tests and for a clean exit; False if ``timeout`` passed first.
-    """
-    from signalbox.engines import _handoff
-
-    return _handoff.publisher.flush(timeout)
-
-
 __all__ = [
     "DEFAULT_QUEUE",
     "Engine",
     "Kept",
-    "after_commit",
     "aliases",
-    "flush",
     "get",
     "load_all",
     "reset",
