@@ -101,6 +101,36 @@ def test_a_misconfigured_engine_is_a_clear_error(
         engines.load_all()
 
 
+# Each engine with options that are right but for one mistake, and the words
+# the shared check (Engine.check_options) must say about it.
+_WRONG_OPTIONS = [
+    ("embedded.EmbeddedEngine", {"x": 1}, "no OPTIONS (the worker's", "unknown 'x'"),
+    ("threads.ThreadEngine", {"threads": True}, "OPTIONS {'threads'", "bool"),
+    ("rq.RQEngine", {"job_timeout": 1}, "OPTIONS {'url'", "OPTIONS['url'] is required"),
+    ("rq.RQEngine", {"url": "redis://h", "job_timeout": "3m"}, "OPTIONS", "str"),
+    ("dramatiq.DramatiqEngine", {"broker": "x", "queues": "a"}, "OPTIONS", "str"),
+    ("celery.CeleryEngine", {"app": "a.b", "acks_late": 1}, "OPTIONS", "must be bool"),
+    ("django_q.DjangoQEngine", {"timeout": "5"}, "OPTIONS {'timeout'", "str"),
+]
+
+
+@pytest.mark.parametrize(("backend", "options", "usage", "wrong"), _WRONG_OPTIONS)
+def test_every_engine_refuses_wrong_options_in_one_format(
+    backend: str, options: dict[str, Any], usage: str, wrong: str
+) -> None:
+    setting = {"BACKEND": f"signalbox.engines.{backend}", "OPTIONS": options}
+    with (
+        override_settings(SIGNALBOX={"ENGINES": {"default": EMBEDDED, "e": setting}}),
+        pytest.raises(ConfigurationError) as raised,
+    ):
+        engines.get("e")
+    message = str(raised.value)
+    assert message.startswith(f"The {backend.split('.')[1].removesuffix('Engine')} ")
+    assert f"engine 'e' takes {usage}" in message
+    assert f"not {options!r}: " in message
+    assert wrong in message
+
+
 def test_the_system_check_reports_a_misconfigured_engine() -> None:
     with override_settings(SIGNALBOX={"ENGINES": {"default": {"BACKEND": "no.Such"}}}):
         [error] = check_engines()

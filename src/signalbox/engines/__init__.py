@@ -45,6 +45,10 @@ DEFAULT_QUEUE: Final = "default"
 :meth:`Engine.broker_queue`)."""
 
 
+OptionKinds = Mapping[str, type | tuple[type, ...]]
+"""The OPTIONS an engine takes, each with its type or a tuple of types."""
+
+
 class Engine:
     """Hands committed deliveries to a job system. Subclass it for a new one.
 
@@ -119,18 +123,45 @@ class Engine:
 
     # Helpers for subclasses.
 
-    def check_options(self, kinds: Mapping[str, Any], usage: str) -> None:
-        """Refuse options not in ``kinds`` or not of their type there (a type
-        or a tuple of them), and a missing first one (the required one),
-        showing ``usage``."""
-        wrong = [
-            k for k, v in self.options.items() if not isinstance(v, kinds.get(k, ()))
+    def check_options(
+        self,
+        kinds: OptionKinds,
+        usage: str,
+        *,
+        required: Sequence[str] = (),
+    ) -> None:
+        """Refuse, in one format for every engine, an option not in ``kinds``,
+        one not of its type there (a type or a tuple of them; a bool is a
+        number only where ``bool`` is named), and a missing ``required`` one.
+        The error shows ``usage`` (what to write) and what was wrong."""
+        problems = []
+        if unknown := [repr(key) for key in self.options if key not in kinds]:
+            problems.append(f"unknown {', '.join(unknown)}")
+        problems += [
+            f"OPTIONS[{key!r}] must be {_kind_names(kinds[key])}, "
+            f"not {type(value).__name__}"
+            for key, value in self.options.items()
+            if key in kinds and not _is_kind(value, kinds[key])
         ]
-        if wrong or next(iter(kinds)) not in self.options:
+        problems += [
+            f"OPTIONS[{key!r}] is required"
+            for key in required
+            if key not in self.options
+        ]
+        if problems:
+            takes = f"OPTIONS {usage}" if kinds else f"no OPTIONS {usage}"
             raise ConfigurationError(
-                f"The {self._label} engine {self.alias!r} takes OPTIONS {usage}, "
-                f"not {self.options!r}."
+                f"The {self._label} engine {self.alias!r} takes {takes}, not "
+                f"{self.options!r}: {'; '.join(problems)}."
             )
+
+    def option_error(self, key: str, expected: str) -> ConfigurationError:
+        """The error for ``OPTIONS[key]``, of the right type but a wrong value:
+        ``expected`` says what it must be."""
+        return ConfigurationError(
+            f"The {self._label} engine {self.alias!r}: OPTIONS[{key!r}] is "
+            f"{self.options[key]!r}; {expected}."
+        )
 
     def import_option(self, key: str, kind: type, what: str) -> Any:
         """The object that ``OPTIONS[key]``, a dotted path, names; it must be a
@@ -153,6 +184,18 @@ class Engine:
     @property
     def _label(self) -> str:
         return type(self).__name__.removesuffix("Engine")
+
+
+def _is_kind(value: object, kind: type | tuple[type, ...]) -> bool:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        return False  # True is an int to Python, not a count to a person
+    return isinstance(value, kinds)
+
+
+def _kind_names(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(each.__name__ for each in kinds)
 
 
 _Client = TypeVar("_Client")
@@ -286,6 +329,7 @@ __all__ = [
     "DEFAULT_QUEUE",
     "Engine",
     "Kept",
+    "OptionKinds",
     "aliases",
     "get",
     "load_all",

@@ -13,12 +13,16 @@ from celery import Celery, signals, uuid  # type: ignore[import-untyped]
 from django.core import checks
 
 from signalbox import outbox
-from signalbox.engines import Engine, Kept
+from signalbox.engines import Engine, Kept, OptionKinds
 from signalbox.engines.remote import deliver, write_acks
 from signalbox.exceptions import ConfigurationError
 
-_OPTIONS = {"app": str, "queue_prefix": str, "publish_timeout": (int, float)}
-_OPTIONS["acks_late"] = bool
+_OPTIONS: OptionKinds = {
+    "app": str,
+    "queue_prefix": str,
+    "publish_timeout": (int, float),
+    "acks_late": bool,
+}
 _USAGE = (
     "{'app': 'proj.celery.app'} and optionally queue_prefix (str), "
     "publish_timeout (seconds) and acks_late (bool)"
@@ -39,7 +43,7 @@ class CeleryEngine(Engine):
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         super().__init__(alias, options)
-        self.check_options(_OPTIONS, _USAGE)
+        self.check_options(_OPTIONS, _USAGE, required=["app"])
         self.app = app = self.import_option("app", Celery, "a Celery app")
         if accepted := {*app.conf.accept_content, app.conf.task_serializer} - _JSON:
             raise ConfigurationError(

@@ -17,12 +17,22 @@ from django.utils.module_loading import import_string
 from dramatiq.encoder import JSONEncoder
 
 from signalbox import engines, outbox
-from signalbox.engines import Engine
+from signalbox.engines import Engine, OptionKinds
 from signalbox.engines.remote import deliver
 from signalbox.exceptions import ConfigurationError
 
 ACTOR = "signalbox_deliver"
-_OPTIONS = {"broker", "queue_prefix", "queues", "time_limit", "timeout"}
+_OPTIONS: OptionKinds = {
+    "broker": str,
+    "queue_prefix": str,
+    "queues": (list, tuple),
+    "time_limit": (int, float),
+    "timeout": (int, float),
+}
+_USAGE = (
+    "{'broker': 'redis://…' | 'amqp://…' | 'proj.dramatiq.broker', 'queues': "
+    "['default'], 'queue_prefix': '', 'time_limit': ms, 'timeout': 5} (broker required)"
+)
 
 
 def _run(delivery_id: int, engine: str, using: str = "default") -> None:
@@ -67,13 +77,7 @@ class DramatiqEngine(Engine):
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         super().__init__(alias, options)
-        if set(options) - _OPTIONS or "broker" not in options:
-            raise ConfigurationError(
-                f"The Dramatiq engine {alias!r} takes OPTIONS {{'broker': "
-                f"'redis://…' | 'amqp://…' | 'proj.dramatiq.broker', 'queues': "
-                f"['default'], 'queue_prefix': '', 'time_limit': ms, 'timeout': 5}}"
-                f" (broker required), not {dict(options)!r}."
-            )
+        self.check_options(_OPTIONS, _USAGE, required=["broker"])
         self.broker = _broker(alias, options["broker"], options.get("timeout", 5))
         self.queue_prefix = str(options.get("queue_prefix", ""))
         self.default_queue = "default"  # an actor's queue when it names none
