@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {
     "signalbox.outbox._waiting": 2,
     "signalbox.engines": 2,
     "signalbox.engines._handoff": 2,
+    "signalbox.engines._clients": 2,
     "signalbox.engines.embedded": 2,
     "signalbox.engines.remote": 5,
     "signalbox.engines.relay": 5,

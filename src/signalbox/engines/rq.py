@@ -13,12 +13,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from django.core import checks
-from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
 from signalbox import outbox
-from signalbox.engines import Engine, OptionKinds
+from signalbox.engines import Engine, OptionKinds, _clients
 from signalbox.engines.remote import deliver
 
 _OPTIONS: OptionKinds = {
@@ -54,12 +53,7 @@ class RQEngine(Engine):
         self.job_timeout = int(options.get("job_timeout", 180))
         timeout = float(options.get("socket_timeout", 5))
         # Bounded timeouts and no retries: publish() must fail fast.
-        self.redis = Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry_on_timeout=False,
-        )
+        self.redis = _clients.redis_client(url, timeout)
         self._queues: dict[str, Queue] = {}
 
     def queue(self, name: str) -> Queue:
@@ -77,8 +71,7 @@ class RQEngine(Engine):
         """``rq worker`` with the JSON serializer, naming queues unless only
         the default one."""
         command = "rq worker --serializer rq.serializers.JSONSerializer"
-        names = sorted({self.broker_queue(q) for q in queues})
-        if names and names != [self.default_queue]:
+        if names := _clients.named_queues(self, queues):
             command += " " + " ".join(names)
         return f"`{command}`"
 
