@@ -18,10 +18,11 @@ write it or not cheaply enough; the ORM writes it everywhere else):
   / ``due_sql``, which ``Delivery.objects.due()`` uses too.
 - ``_libpq.py``: runs those statements through libpq on psycopg 3 (prepared,
   binary), falling back to Django's cursor.
-- ``_leases.py``: the claim per vendor (PostgreSQL one statement; MySQL/MariaDB
-  walks of ``signalbox_delivery_waiting`` under ``SKIP LOCKED``; SQLite a plain
-  ``UPDATE``), every transition a lease token guards, and the rescue of
-  expired leases.
+- ``_leases.py``: the claim per vendor (PostgreSQL one statement; SQLite a
+  plain ``UPDATE``), every transition a lease token guards, and the rescue
+  of expired leases.
+- ``_claim_mysql.py``: the claim on MySQL/MariaDB, walks of
+  ``signalbox_delivery_waiting`` under ``SKIP LOCKED``.
 - ``_writing.py``: the send's INSERT, in the sender's transaction.
 - ``_handover.py``: the relay's hand-over to engines and its wake-ups.
 - ``_housekeeping.py``: transitions no lease guards: retries by a person,
