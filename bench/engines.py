@@ -57,7 +57,7 @@ def request_path(rounds: int) -> dict[str, float]:
     from outboxbench.celery_app import app
     from outboxbench.engine_receivers import handed
     from outboxbench.models import Order
-    from signalbox import engines
+    from signalbox.engines import _handoff
 
     def engine_send(order: Order, using: str) -> None:
         handed.send(sender=Order, order=order)
@@ -65,9 +65,9 @@ def request_path(rounds: int) -> dict[str, float]:
     title = "+ signalbox send, Celery engine"
     # The hand-over thread publishes after the commit, and gathers a stream
     # of commits for a few ms: its work must not spill into the next block.
-    case = rp.PathCase("celery-engine", title, engine_send, lambda: engines.flush(60))
+    case = rp.PathCase("celery-engine", title, engine_send, lambda: _handoff.flush(60))
     results = rp.measure([rp.BASELINE, rp.CELERY, case], "default", rounds, 5, 20)
-    engines.flush(60)
+    _handoff.flush(60)
     for queue in (QUEUE, "signalbox-bench"):
         _purge(app, queue)
     added = {r.key: r.added_ns / 1000 for r in results}
@@ -87,7 +87,7 @@ def throughput(deliveries: int, concurrency: int, rounds: int) -> dict[str, Any]
     from outboxbench.models import Order
     from outboxbench.settings import STATE
     from outboxbench.throughput import _await_progress
-    from signalbox import engines
+    from signalbox.engines import _handoff
 
     def drain(queue: str, fill: object) -> tuple[float, dict[str, int]]:
         _purge(app, queue)
@@ -117,7 +117,7 @@ def throughput(deliveries: int, concurrency: int, rounds: int) -> dict[str, Any]
             with transaction.atomic():
                 for number in range(first, min(first + 500, deliveries)):
                     handed.send(sender=Order, order_id=number)
-        assert engines.flush(120)
+        assert _handoff.flush(120)
 
     plain_rates: list[float] = []
     engine_rates: list[float] = []

@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from signalbox import engines
 from signalbox._states import State
+from signalbox.engines import _handoff
 from signalbox.engines.relay import Relay
 from signalbox.models import Delivery
 from tests.testapp import remote_jobs
@@ -70,7 +71,7 @@ def remote_engine(engine: dict[str, Any], **extra: Any) -> Iterator[None]:
         try:
             yield
         finally:
-            engines.flush()
+            _handoff.flush()
             remote_jobs.disconnect()
             engines.reset()
 
@@ -123,7 +124,7 @@ def send_and_roll_back() -> None:
             raise ZeroDivisionError
     except ZeroDivisionError:
         pass
-    assert engines.flush()
+    assert _handoff.flush()
 
 
 def notes() -> list[list[str]]:
@@ -142,7 +143,7 @@ def forge(which: str) -> Forged:
         with transaction.atomic(using="other"):
             order = Order.objects.using("other").create(number="F-1")
             remote_jobs.paid.send(sender=None, order=order, using="other")
-        assert engines.flush()
+        assert _handoff.flush()
         return Forged(Delivery.objects.using("other").get().pk, using="other")
     with transaction.atomic():
         send_order("F-1")
@@ -160,7 +161,7 @@ def forge(which: str) -> Forged:
             rows.delete()
         elif which == "other_engine":
             rows.update(engine=OTHER_ENGINE)
-    assert engines.flush()
+    assert _handoff.flush()
     return Forged(row.pk, OTHER_ENGINE if which == "other_engine" else "remote")
 
 
@@ -200,7 +201,7 @@ def wait_for_state(pk: int, state: str, timeout: float = 20.0) -> None:
 def sentinel_ran(number: str = "S-1") -> None:
     """Send one more order and wait until it ran: what was queued before it did."""
     order = send_order(number)
-    assert engines.flush()
+    assert _handoff.flush()
     wait_for(lambda: Note.objects.filter(text__startswith=order.number).exists())
 
 
@@ -209,7 +210,7 @@ def retried_by_the_relay_then_dead() -> None:
     its first failure leaves the row retryable (the broker schedules
     nothing), the relay hands it over again, and the second is its last."""
     remote_jobs.refused.send(sender=None)
-    assert engines.flush()
+    assert _handoff.flush()
     pk = Delivery.objects.get().pk
     wait_for_state(pk, State.RETRYABLE)
     assert Relay().run_once() == 1

@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from signalbox import ConfigurationError, Signal, engines
 from signalbox._states import State
+from signalbox.engines import _handoff
 from signalbox.engines.relay import Relay
 from signalbox.models import Delivery
 from signalbox.observe import status
@@ -151,7 +152,7 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CeleryWor
         try:
             yield workers
         finally:
-            engines.flush()
+            _handoff.flush()
             workers.stop_all()
             celery_jobs.disconnect()
             purge(app)
@@ -173,7 +174,7 @@ def plain(tmp_path: Path) -> Iterator[CeleryWorkers]:
         try:
             yield workers
         finally:
-            engines.flush()
+            _handoff.flush()
             workers.stop_all()
             celery_jobs.disconnect()
             purge("plain_app", "celery")
@@ -248,7 +249,7 @@ def test_a_down_broker_fails_the_publish_fast_and_the_row_waits() -> None:
         try:
             started = time.monotonic()
             send("down")
-            assert engines.flush()
+            assert _handoff.flush()
             assert time.monotonic() - started < 3
             row = Delivery.objects.get()
             assert (row.state, row.handed_over_at) == (State.AVAILABLE, None)
@@ -283,7 +284,7 @@ def test_a_rollback_hands_nothing_to_the_broker(broker: CeleryWorkers) -> None:
             raise ZeroDivisionError
     except ZeroDivisionError:
         pass
-    assert engines.flush()
+    assert _handoff.flush()
     send("after")  # the queue is FIFO on one solo worker: this one runs last
     wait_for(lambda: len(notes("end")) == 1)
     assert [note[0] for note in notes("start")] == ["after"]
@@ -311,10 +312,10 @@ def forge(which: str) -> tuple[int, str]:
         with transaction.atomic(using="other"):
             order = Order.objects.using("other").create(number="F-other")
             celery_jobs.paid.send(sender=Order, order=order, tag="F", using="other")
-        assert engines.flush()
+        assert _handoff.flush()
         return Delivery.objects.using("other").get().pk, "other"
     send("forged")
-    assert engines.flush()
+    assert _handoff.flush()
     rows = Delivery.objects.all()
     if which in ("completed", "dead"):
         rows.update(state=which)
@@ -374,7 +375,7 @@ def test_a_queue_no_worker_consumes_is_named_by_status_and_the_relay(
 ) -> None:
     plain.start(queues="sbtest-celery-other")  # a worker, on another queue
     send("unconsumed")
-    assert engines.flush()
+    assert _handoff.flush()
     wait_for(lambda: bool(status.unstarted(using="default")))
     out = StringIO()
     call_command("signalbox", "status", stdout=out)

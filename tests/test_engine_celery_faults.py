@@ -23,6 +23,7 @@ from django.test import override_settings
 
 from signalbox import engines
 from signalbox._states import State
+from signalbox.engines import _handoff
 from signalbox.engines.relay import Relay
 from signalbox.models import Delivery
 from tests.test_engine_celery import (
@@ -126,7 +127,7 @@ def workers_on(
         try:
             yield workers
         finally:
-            engines.flush()
+            _handoff.flush()
             workers.stop_all()
             celery_jobs.disconnect()
     engines.reset()
@@ -193,7 +194,7 @@ def test_redis_stopped_during_a_stream_of_sends(
                 errors += 1
             latencies[phase].append(time.perf_counter() - started)
             time.sleep(0.02)
-    engines.flush(10)
+    _handoff.flush(10)
     relay_until(lambda: all_completed(60), timeout=60)
     twice, ends = ran_once_each()
     report(
@@ -246,7 +247,7 @@ def test_the_relay_killed_between_publishing_and_marking(
 ) -> None:
     for _ in range(10):
         send("relay")
-    assert engines.flush()
+    assert _handoff.flush()
     # What a relay that died after publishing leaves: published, not marked.
     Delivery.objects.update(handed_over_at=None, handovers=0)
     assert Relay().run_once() == 10  # so every row is published twice
@@ -269,7 +270,7 @@ def test_delays_beyond_the_visibility_timeout_run_once(
         workers.start(**env)
         for _ in range(6):  # each runs 2 s, twice the visibility timeout
             send("later", signal=celery_jobs.paid_later, seconds=2)
-        assert engines.flush()
+        assert _handoff.flush()
         assert not Delivery.objects.filter(handed_over_at__isnull=False).exists()
         relay_until(lambda: all_completed(6), timeout=40)
         twice, ends = ran_once_each()

@@ -13,6 +13,7 @@ from django_q.tasks import async_task
 
 from signalbox import ConfigurationError, engines
 from signalbox._states import State
+from signalbox.engines import _handoff
 from signalbox.engines.django_q import TASK, DjangoQEngine
 from signalbox.models import Delivery
 from tests import engine_support as support
@@ -88,7 +89,7 @@ def test_the_check_says_that_django_q_pickles_its_envelope() -> None:
 
 def test_a_background_receiver_runs_in_qcluster_with_its_model(worker: None) -> None:
     order = support.send_order("A-7")
-    assert engines.flush()
+    assert _handoff.flush()
     support.wait_for_state(Delivery.objects.get().pk, State.COMPLETED)
     [[number, attempt, _pid]] = support.notes()
     assert (number, attempt) == (order.number, "1")

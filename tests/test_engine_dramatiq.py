@@ -15,6 +15,7 @@ from dramatiq.encoder import JSONEncoder, PickleEncoder
 
 from signalbox import ConfigurationError, engines
 from signalbox._states import State
+from signalbox.engines import _handoff
 from signalbox.engines.dramatiq import ACTOR, DramatiqEngine
 from signalbox.models import Delivery
 from tests import engine_support as support
@@ -109,7 +110,7 @@ def test_a_background_receiver_runs_in_a_dramatiq_worker_with_its_model(
     worker: None,
 ) -> None:
     order = support.send_order("A-7")
-    assert engines.flush()
+    assert _handoff.flush()
     support.wait_for_state(Delivery.objects.get().pk, State.COMPLETED)
     [[number, attempt, _pid]] = support.notes()
     assert (number, attempt) == (order.number, "1")

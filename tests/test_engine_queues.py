@@ -19,7 +19,7 @@ from django.test import override_settings
 
 import signalbox
 from signalbox import engines
-from signalbox.engines import Engine
+from signalbox.engines import Engine, _handoff
 from signalbox.engines.relay import Relay
 from signalbox.engines.remote import deliver
 from signalbox.models import Delivery
@@ -57,7 +57,7 @@ def configured() -> Iterator[None]:
     with override_settings(SIGNALBOX=settings):
         signalbox.connect(order_paid, handed_job, run="background")
         yield
-        engines.flush()
+        _handoff.flush()
         order_paid.disconnect(handed_job)
         order_paid.disconnect(local_job)
     engines.reset()
@@ -66,7 +66,7 @@ def configured() -> Iterator[None]:
 def send() -> None:
     with transaction.atomic():
         order_paid.send(sender=None)
-    assert engines.flush()  # handed over and marked
+    assert _handoff.flush()  # handed over and marked
 
 
 # -- each engine's default queue ------------------------------------------------
@@ -190,7 +190,7 @@ def test_the_worker_says_which_receivers_it_leaves_to_another_engine(
     Delivery.objects.all().delete()
     with transaction.atomic():
         order_paid.send(sender=None)  # one row for each engine
-    assert engines.flush()
+    assert _handoff.flush()
     out = StringIO()
     with caplog.at_level(logging.INFO, logger="signalbox.worker"):
         call_command("signalbox", "worker", "--burst", stdout=out)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from signalbox import engines
+from signalbox.engines import _handoff
 from signalbox.models import Delivery
 from tests.test_engine_celery import CeleryWorkers, notes, send, wait_for
 from tests.test_engine_celery_faults import (
@@ -184,7 +184,7 @@ def test_rabbitmq_crashed_and_restarted_under_load(
     restart_s = rabbitmq.start()
     back = time.monotonic()
     send_many("back", 20)
-    engines.flush(10)
+    _handoff.flush(10)
     relay_until(lambda: all_completed(80), timeout=90)
     drain_s = time.monotonic() - back
     twice, ends = ran_once_each()

@@ -12,6 +12,7 @@ from redis import Redis
 
 from signalbox import ConfigurationError, engines
 from signalbox._states import State
+from signalbox.engines import _handoff
 from signalbox.engines.relay import Relay
 from signalbox.engines.rq import RQEngine, run
 from signalbox.models import Delivery
@@ -76,7 +77,7 @@ def test_bad_options_are_refused(options: dict[str, Any], message: str) -> None:
 
 def test_a_background_receiver_runs_in_an_rq_worker_with_its_model() -> None:
     order = support.send_order("A-7")
-    assert engines.flush()
+    assert _handoff.flush()
     assert len(engine().queue("default")) == 1
     work_off()
     [[number, attempt, _pid]] = support.notes()
@@ -92,7 +93,7 @@ def test_a_rollback_hands_nothing_to_redis() -> None:
 
 def test_failures_are_retried_by_the_relay_then_dead() -> None:
     remote_jobs.refused.send(sender=None)
-    assert engines.flush()
+    assert _handoff.flush()
     work_off()
     row = Delivery.objects.get()
     assert (row.state, row.attempt) == (State.RETRYABLE, 1)
@@ -123,7 +124,7 @@ def test_a_worker_that_lacks_the_receiver_leaves_its_rows_to_one_that_knows_it()
 ):
     for number in range(3):
         support.send_order(f"U-{number}")
-    assert engines.flush()
+    assert _handoff.flush()
     output = work_off(TEST_REMOTE_RECEIVERS=False)
     key = Delivery.objects.values_list("receiver", flat=True).first()
     assert output.count("which this process does not know") == 1, output

@@ -10,8 +10,9 @@ import pytest
 from django.core import checks
 from django_tasks_db.models import DBTaskResult
 
-from signalbox import ConfigurationError, engines
+from signalbox import ConfigurationError
 from signalbox._states import State
+from signalbox.engines import _handoff
 from signalbox.engines.relay import Relay
 from signalbox.engines.tasks import TasksEngine, run
 from signalbox.models import Delivery
@@ -62,7 +63,7 @@ def test_the_check_says_what_an_immediate_backend_means() -> None:
 
 def test_a_background_receiver_runs_in_a_db_worker_with_its_model() -> None:
     order = support.send_order("A-7")
-    assert engines.flush()
+    assert _handoff.flush()
     [result] = DBTaskResult.objects.all()
     assert result.task_path == "signalbox.engines.tasks.run"
     work_off()
@@ -79,7 +80,7 @@ def test_a_rollback_hands_nothing_to_the_backend() -> None:
 
 def test_failures_are_retried_by_the_relay_then_dead() -> None:
     remote_jobs.refused.send(sender=None)
-    assert engines.flush()
+    assert _handoff.flush()
     work_off()
     row = Delivery.objects.get()
     assert (row.state, row.attempt) == (State.RETRYABLE, 1)

@@ -65,7 +65,7 @@ def configured() -> Iterator[None]:
     }
     with override_settings(SIGNALBOX=settings):
         yield
-        engines.flush()
+        _handoff.flush()
         for receiver in (remote_job, failing_job, slow_job):
             order_paid.disconnect(receiver)
     engines.reset()
@@ -101,6 +101,36 @@ def test_a_misconfigured_engine_is_a_clear_error(
         engines.load_all()
 
 
+# Each engine with options that are right but for one mistake, and the words
+# the shared check (Engine.check_options) must say about it.
+_WRONG_OPTIONS = [
+    ("embedded.EmbeddedEngine", {"x": 1}, "no OPTIONS (the worker's", "unknown 'x'"),
+    ("threads.ThreadEngine", {"threads": True}, "OPTIONS {'threads'", "bool"),
+    ("rq.RQEngine", {"job_timeout": 1}, "OPTIONS {'url'", "OPTIONS['url'] is required"),
+    ("rq.RQEngine", {"url": "redis://h", "job_timeout": "3m"}, "OPTIONS", "str"),
+    ("dramatiq.DramatiqEngine", {"broker": "x", "queues": "a"}, "OPTIONS", "str"),
+    ("celery.CeleryEngine", {"app": "a.b", "acks_late": 1}, "OPTIONS", "must be bool"),
+    ("django_q.DjangoQEngine", {"timeout": "5"}, "OPTIONS {'timeout'", "str"),
+]
+
+
+@pytest.mark.parametrize(("backend", "options", "usage", "wrong"), _WRONG_OPTIONS)
+def test_every_engine_refuses_wrong_options_in_one_format(
+    backend: str, options: dict[str, Any], usage: str, wrong: str
+) -> None:
+    setting = {"BACKEND": f"signalbox.engines.{backend}", "OPTIONS": options}
+    with (
+        override_settings(SIGNALBOX={"ENGINES": {"default": EMBEDDED, "e": setting}}),
+        pytest.raises(ConfigurationError) as raised,
+    ):
+        engines.get("e")
+    message = str(raised.value)
+    assert message.startswith(f"The {backend.split('.')[1].removesuffix('Engine')} ")
+    assert f"engine 'e' takes {usage}" in message
+    assert f"not {options!r}: " in message
+    assert wrong in message
+
+
 def test_the_system_check_reports_a_misconfigured_engine() -> None:
     with override_settings(SIGNALBOX={"ENGINES": {"default": {"BACKEND": "no.Such"}}}):
         [error] = check_engines()
@@ -134,9 +164,9 @@ def test_committed_rows_are_handed_over_after_the_commit_only() -> None:
     connect(remote_job)
     with transaction.atomic():
         order_paid.send(sender=None, n=1)
-        engines.flush()
+        _handoff.flush()
         assert RecordingEngine.handed == []  # nothing before the commit
-    assert engines.flush()
+    assert _handoff.flush()
     [handed] = RecordingEngine.handed
     row = Delivery.objects.get()
     assert (handed.id, handed.engine, handed.using) == (row.id, "broker", "default")
@@ -173,7 +203,7 @@ def test_flush_marks_what_was_handed_over_at_once() -> None:
         with transaction.atomic():
             order_paid.send(sender=None, n=1)
         started = time.monotonic()
-        assert engines.flush()
+        assert _handoff.flush()
         assert time.monotonic() - started < 1
     assert Delivery.objects.get().handovers == 1
 
@@ -182,7 +212,7 @@ def test_a_row_the_engine_ran_before_the_mark_is_left_for_its_retry() -> None:
     connect(failing_job, retries=2, backoff=signalbox.Backoff(base=timedelta(0)))
     RecordingEngine.down = True
     order_paid.send(sender=None)
-    assert engines.flush()
+    assert _handoff.flush()
     [handover] = outbox.handover_due(
         engines=["broker"],
         grace=timedelta(0),
@@ -200,7 +230,7 @@ def test_a_row_the_engine_ran_before_the_mark_is_left_for_its_retry() -> None:
 def test_a_delayed_row_is_handed_over_once_due_not_at_the_commit() -> None:
     connect(remote_job, delay=timedelta(seconds=1))
     order_paid.send(sender=None, n=1)
-    assert engines.flush()
+    assert _handoff.flush()
     assert RecordingEngine.handed == []  # its message would find it not due
     assert Relay().run_once() == 0
     deadline = time.monotonic() + 5
@@ -219,7 +249,7 @@ def test_a_rollback_hands_nothing_over() -> None:
             raise ZeroDivisionError
     except ZeroDivisionError:
         pass
-    assert engines.flush()
+    assert _handoff.flush()
     assert RecordingEngine.handed == []
     assert Delivery.objects.count() == 0
 
@@ -231,7 +261,7 @@ def test_the_send_adds_one_statement_and_waits_for_no_broker() -> None:
         with CaptureQueriesContext(connections["default"]) as queries:
             order_paid.send(sender=None, n=1)
         assert len(queries) == 1
-    assert engines.flush()
+    assert _handoff.flush()
     # The broker refused: the row simply stays, for the relay.
     row = Delivery.objects.get()
     assert (row.state, row.handed_over_at) == (State.AVAILABLE, None)
@@ -285,11 +315,11 @@ def test_deliver_runs_rows_of_the_databases_outbox_databases_lists(
     with transaction.atomic(using="other"):
         order_paid.send(sender=None, n=2, using="other")
     pk = Delivery.objects.using("other").get().pk
-    assert engines.flush()
+    assert _handoff.flush()
     assert caplog.text.count("does not list 'other'") == 1  # said by the sender
     caplog.clear()
     order_paid.send(sender=None, n=4, using="other")
-    assert engines.flush()  # said once per process
+    assert _handoff.flush()  # said once per process
     assert deliver(pk, engine="broker", using="other") is None
     assert "not in SIGNALBOX['OUTBOX_DATABASES']" in caplog.text
     assert "other" not in caplog.text  # the message's value is not echoed
@@ -318,7 +348,7 @@ def test_failures_are_retried_through_the_outbox_then_handed_over_again() -> Non
     connect(failing_job, retries=2, backoff=signalbox.Backoff(base=timedelta(0)))
     order_paid.send(sender=None)
     pk = Delivery.objects.get().pk
-    assert engines.flush()
+    assert _handoff.flush()
     assert deliver(pk, engine="broker") == Outcome.RETRYING
     row = Delivery.objects.get()
     assert (row.state, row.attempt) == (State.RETRYABLE, 1)
@@ -337,7 +367,7 @@ def test_a_hand_over_marked_after_the_engine_ran_it_does_not_hide_the_retry() ->
     connect(failing_job, retries=2, backoff=signalbox.Backoff(base=timedelta(0)))
     RecordingEngine.down = True
     order_paid.send(sender=None)
-    assert engines.flush()
+    assert _handoff.flush()
     pk = Delivery.objects.get().pk
     assert deliver(pk, engine="broker") == Outcome.RETRYING
     late = outbox.Handover(pk, "broker", "default", 0, "default", attempt=0)
@@ -363,7 +393,7 @@ def test_the_relay_hands_over_what_the_sender_could_not() -> None:
     connect(remote_job)
     RecordingEngine.down = True
     order_paid.send(sender=None, n=1)
-    assert engines.flush()
+    assert _handoff.flush()
     relay = Relay()
     assert relay.run_once() == 0  # still down: backs off
     RecordingEngine.down = False
@@ -384,7 +414,7 @@ def test_the_relay_leaves_fresh_rows_to_their_sender_for_the_grace_period() -> N
         }
     ):
         order_paid.send(sender=None, n=1)
-        assert engines.flush()
+        assert _handoff.flush()
         RecordingEngine.down = False
         assert Relay().run_once() == 0
 
@@ -394,7 +424,7 @@ def test_a_row_rescued_from_a_dead_engine_worker_is_handed_over_again_at_once() 
     # cannot tell the relay that the message was spent on the lost claim.
     connect(remote_job)
     order_paid.send(sender=None, n=1)
-    assert engines.flush()
+    assert _handoff.flush()
     pk = Delivery.objects.get().pk
     assert RecordingEngine.handed
     assert Relay().run_once() == 0  # handed over already
@@ -419,7 +449,7 @@ def test_a_row_rescued_from_a_dead_engine_worker_is_handed_over_again_at_once() 
 def test_a_lost_message_is_handed_over_again_later_and_later() -> None:
     connect(remote_job)
     order_paid.send(sender=None, n=1)
-    assert engines.flush()
+    assert _handoff.flush()
     pk = Delivery.objects.get().pk
 
     def handed_ago(seconds: float, handovers: int) -> None:
@@ -455,7 +485,7 @@ def test_the_thread_engine_runs_committed_deliveries_in_this_process() -> None:
     with transaction.atomic():
         for n in range(5):
             order_paid.send(sender=None, n=n)
-    assert engines.flush()
+    assert _handoff.flush()
     deadline = time.monotonic() + 10
     while Delivery.objects.completed().count() < 5 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -491,7 +521,7 @@ def test_a_forged_hand_over_to_the_thread_engine_runs_nothing(
 ) -> None:
     connect(remote_job, engine="threads")
     forged = forged_for_threads(which)
-    assert engines.flush()  # the genuine hand-over is as stale as the forged one
+    assert _handoff.flush()  # the genuine hand-over is as stale as the forged one
     before = list(Delivery.objects.using(forged.using).values())
     threads = engines.get("threads")
     threads.publish([forged])

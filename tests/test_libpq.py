@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import DataError, ProgrammingError, connections, transaction
 
-from signalbox import _libpq, _statements, outbox
+from signalbox import outbox
 from signalbox.models import Delivery
+from signalbox.outbox import _libpq, _statements
 from tests.testapp.models import Order
 
 pytestmark = [

@@ -93,9 +93,9 @@ def test_a_table_made_without_migrations_still_claims(
 ) -> None:
     # pytest-django's --nomigrations builds the table from the model, which
     # does not know migration 0004's index: naming it in the claim failed.
-    from signalbox.outbox import _leases
+    from signalbox.outbox import _claim_mysql
 
-    monkeypatch.setattr(_leases, "_WAITING_INDEXED", {})
+    monkeypatch.setattr(_claim_mysql, "_WAITING_INDEXED", {})
     with connection.cursor() as cursor:
         cursor.execute("DROP INDEX signalbox_delivery_waiting ON signalbox_delivery")
     try:
@@ -108,10 +108,10 @@ def test_a_table_made_without_migrations_still_claims(
                 "CREATE INDEX signalbox_delivery_waiting ON signalbox_delivery "
                 "(state, engine, queue, priority, scheduled_at, id)"
             )
-    monkeypatch.setattr(_leases, "_WAITING_INDEXED", {})
+    monkeypatch.setattr(_claim_mysql, "_WAITING_INDEXED", {})
     enqueue(1)
     assert len(claim(2)) == 1
-    assert list(_leases._WAITING_INDEXED.values()) == [True]
+    assert list(_claim_mysql._WAITING_INDEXED.values()) == [True]
 
 
 def test_a_claim_keeps_the_order_across_states_and_priorities() -> None:

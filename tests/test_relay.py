@@ -26,6 +26,7 @@ import signalbox
 from signalbox import engines, outbox
 from signalbox._states import State
 from signalbox.checks import check_relay
+from signalbox.engines import _handoff
 from signalbox.engines.relay import DUE_POLL, Relay
 from signalbox.engines.remote import deliver
 from signalbox.models import Delivery, WorkerRecord
@@ -74,7 +75,7 @@ def configured() -> Iterator[None]:
     RecordingEngine.down = False
     with override_settings(SIGNALBOX=SETTINGS):
         yield
-        engines.flush()
+        _handoff.flush()
         for receiver in (fails_first, runs):
             order_paid.disconnect(receiver)
     engines.reset()
@@ -133,7 +134,7 @@ def test_a_retry_is_handed_over_once_due_not_after_the_grace() -> None:
     connect(fails_first, backoff=signalbox.Backoff(base=timedelta(0)))
     RecordingEngine.down = True  # the sender's hand-over leaves no mark
     order_paid.send(sender=None)
-    assert engines.flush()
+    assert _handoff.flush()
     pk = Delivery.objects.get().pk
     assert deliver(pk, engine="broker") == Outcome.RETRYING
     RecordingEngine.down = False
@@ -144,7 +145,7 @@ def test_a_retry_is_handed_over_once_due_not_after_the_grace() -> None:
 def test_a_delayed_row_is_handed_over_once_due_not_after_the_grace() -> None:
     connect(runs, delay=timedelta(milliseconds=200))
     order_paid.send(sender=None)
-    assert engines.flush()
+    assert _handoff.flush()
     assert Relay().run_once() == 0  # not due yet
     assert wait_for(lambda: Delivery.objects.due().exists(), 5)
     assert Relay().run_once() == 1
@@ -154,7 +155,7 @@ def test_a_fresh_row_stays_its_senders_for_the_grace() -> None:
     connect(runs)
     RecordingEngine.down = True
     order_paid.send(sender=None)
-    assert engines.flush()
+    assert _handoff.flush()
     RecordingEngine.down = False
     assert Relay().run_once() == 0
 
@@ -243,7 +244,7 @@ def test_a_retry_or_a_delayed_row_wakes_the_relays_not_the_workers() -> None:
         listener.execute(f"LISTEN {outbox.RELAY_CHANNEL}")
         listener.execute(f"LISTEN {outbox.NOTIFY_CHANNEL}")
         order_paid.send(sender=None)  # a delayed row of "threads"
-        assert engines.flush()
+        assert _handoff.flush()
         retried = Delivery.objects.get(engine="broker").pk
         assert deliver(retried, engine="broker") == Outcome.RETRYING
         received = list(listener.notifies(timeout=1.0, stop_after=2))
@@ -339,7 +340,7 @@ def test_a_relay_run_from_cron_keeps_one_record_per_host() -> None:
 def due_retry_for_the_broker() -> None:
     connect(fails_first, backoff=signalbox.Backoff(base=timedelta(0)))
     order_paid.send(sender=None)
-    assert engines.flush()
+    assert _handoff.flush()
     assert deliver(Delivery.objects.get().pk, engine="broker") == Outcome.RETRYING
 
 

@@ -91,10 +91,10 @@ ALLOWED_BY_NAME: dict[tuple[str, str, str], str] = {
         "Celery engine's OPTIONS['app']), from settings; a message names only a "
         "delivery id"
     ),
-    ("signalbox.engines.dramatiq", "<module>", "import_string"): (
-        "imported for _broker() below"
+    ("signalbox.engines._clients", "<module>", "import_string"): (
+        "imported for dramatiq_broker() below"
     ),
-    ("signalbox.engines.dramatiq", "_broker", "import_string"): (
+    ("signalbox.engines._clients", "dramatiq_broker", "import_string"): (
         "the path is the Dramatiq engine's OPTIONS['broker'] in "
         'SIGNALBOX["ENGINES"], from settings; its messages name only the '
         "one actor the engine declared"

@@ -29,6 +29,7 @@ from django.core.exceptions import SynchronousOnlyOperation
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from signalbox import _refs, codec, conf, engines, observe, outbox
+from signalbox.engines import _handoff
 from signalbox.exceptions import CodecError
 from signalbox.policy import Policy
 from signalbox.registry import ReceiverInfo
@@ -341,7 +342,7 @@ class BackgroundReceiver(Adapter):
         if engines.get(rows[0].engine).embedded:
             outbox.enqueue(rows, using=using)
         else:  # its engine is handed the row once the transaction commits
-            handover = engines.after_commit(rows, using)
+            handover = _handoff.after_commit(rows, using)
             outbox.enqueue(rows, using=using, then=handover, wake=False)
 
     def delivery(

@@ -22,6 +22,7 @@ from typing import ClassVar
 from django.db import models
 from django.db.models.functions import Now
 
+from signalbox import _states
 from signalbox._states import WAITING, State
 
 
@@ -34,7 +35,7 @@ class DeliveryQuerySet(models.QuerySet["Delivery"]):
 
     def due(self) -> DeliveryQuerySet:
         """Waiting rows whose time has come, by the database's clock."""
-        return self.waiting().filter(scheduled_at__lte=Now())
+        return self.filter(_states.due())
 
     def executing(self) -> DeliveryQuerySet:
         """Rows a worker holds now."""

@@ -26,7 +26,6 @@ engine's client library until that engine is configured.
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -35,7 +34,6 @@ from typing import Any, ClassVar, Final, Generic, TypeVar
 
 from django.core import checks
 from django.core.signals import setting_changed
-from django.db import transaction
 from django.utils.module_loading import import_string
 
 from signalbox import _forks, conf, outbox
@@ -45,6 +43,10 @@ DEFAULT_QUEUE: Final = "default"
 """The queue of a receiver without ``queue=``: the embedded worker's queue
 ``"default"``, and every other engine's own default queue (see
 :meth:`Engine.broker_queue`)."""
+
+
+OptionKinds = Mapping[str, type | tuple[type, ...]]
+"""The OPTIONS an engine takes, each with its type or a tuple of types."""
 
 
 class Engine:
@@ -121,18 +123,45 @@ class Engine:
 
     # Helpers for subclasses.
 
-    def check_options(self, kinds: Mapping[str, Any], usage: str) -> None:
-        """Refuse options not in ``kinds`` or not of their type there (a type
-        or a tuple of them), and a missing first one (the required one),
-        showing ``usage``."""
-        wrong = [
-            k for k, v in self.options.items() if not isinstance(v, kinds.get(k, ()))
+    def check_options(
+        self,
+        kinds: OptionKinds,
+        usage: str,
+        *,
+        required: Sequence[str] = (),
+    ) -> None:
+        """Refuse, in one format for every engine, an option not in ``kinds``,
+        one not of its type there (a type or a tuple of them; a bool is a
+        number only where ``bool`` is named), and a missing ``required`` one.
+        The error shows ``usage`` (what to write) and what was wrong."""
+        problems = []
+        if unknown := [repr(key) for key in self.options if key not in kinds]:
+            problems.append(f"unknown {', '.join(unknown)}")
+        problems += [
+            f"OPTIONS[{key!r}] must be {_kind_names(kinds[key])}, "
+            f"not {type(value).__name__}"
+            for key, value in self.options.items()
+            if key in kinds and not _is_kind(value, kinds[key])
         ]
-        if wrong or next(iter(kinds)) not in self.options:
+        problems += [
+            f"OPTIONS[{key!r}] is required"
+            for key in required
+            if key not in self.options
+        ]
+        if problems:
+            takes = f"OPTIONS {usage}" if kinds else f"no OPTIONS {usage}"
             raise ConfigurationError(
-                f"The {self._label} engine {self.alias!r} takes OPTIONS {usage}, "
-                f"not {self.options!r}."
+                f"The {self._label} engine {self.alias!r} takes {takes}, not "
+                f"{self.options!r}: {'; '.join(problems)}."
             )
+
+    def option_error(self, key: str, expected: str) -> ConfigurationError:
+        """The error for ``OPTIONS[key]``, of the right type but a wrong value:
+        ``expected`` says what it must be."""
+        return ConfigurationError(
+            f"The {self._label} engine {self.alias!r}: OPTIONS[{key!r}] is "
+            f"{self.options[key]!r}; {expected}."
+        )
 
     def import_option(self, key: str, kind: type, what: str) -> Any:
         """The object that ``OPTIONS[key]``, a dotted path, names; it must be a
@@ -155,6 +184,18 @@ class Engine:
     @property
     def _label(self) -> str:
         return type(self).__name__.removesuffix("Engine")
+
+
+def _is_kind(value: object, kind: type | tuple[type, ...]) -> bool:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        return False  # True is an int to Python, not a count to a person
+    return isinstance(value, kinds)
+
+
+def _kind_names(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(each.__name__ for each in kinds)
 
 
 _Client = TypeVar("_Client")
@@ -284,58 +325,12 @@ def _on_setting_changed(*, setting: str, **kwargs: object) -> None:
 setting_changed.connect(_on_setting_changed, dispatch_uid="signalbox.engines")
 
 
-def after_commit(
-    rows: Sequence[outbox.NewDelivery], using: str
-) -> Callable[[list[int]], None]:
-    """What :func:`signalbox.outbox.enqueue` calls with the new rows' ids: it
-    arranges for them to be handed to their engines once the transaction
-    commits (never after a rollback), on the hand-over thread, so the
-    sender never waits for a broker. Delayed rows are left to the relay,
-    which hands them over once due: on PostgreSQL they wake it (at the
-    commit) to sleep until then."""
-    return functools.partial(_hand_over_on_commit, rows, using)
-
-
-def _hand_over_on_commit(
-    rows: Sequence[outbox.NewDelivery], using: str, ids: list[int]
-) -> None:
-    from signalbox.engines import _handoff
-
-    # A delayed row is not due yet: its message would run nothing. The relay
-    # hands it over once due; a sleeping relay learns of it here.
-    handovers = [
-        outbox.Handover(pk, row.engine, row.queue, row.priority, using)
-        for pk, row in zip(ids, rows, strict=True)
-        if not row.delay
-    ]
-    if len(handovers) < len(rows):
-        outbox.wake_relay({row.engine for row in rows if row.delay}, using=using)
-    if not handovers:
-        return
-    transaction.on_commit(
-        functools.partial(_handoff.publisher.submit, handovers),
-        using=using,
-        robust=True,
-    )
-
-
-def flush(timeout: float = 5.0) -> bool:
-    """Wait until this process has handed over what its commits gave it.
-
-    For tests and for a clean exit; False if ``timeout`` passed first.
-    """
-    from signalbox.engines import _handoff
-
-    return _handoff.publisher.flush(timeout)
-
-
 __all__ = [
     "DEFAULT_QUEUE",
     "Engine",
     "Kept",
-    "after_commit",
+    "OptionKinds",
     "aliases",
-    "flush",
     "get",
     "load_all",
     "reset",

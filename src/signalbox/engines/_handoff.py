@@ -13,19 +13,23 @@ rows have run by then, and the statement finds nothing left to mark. A
 failed publish is logged and dropped: the rows stay in the outbox, and the
 relay hands them over later. The thread is started on first use in each
 process (a worker forked after that starts its own).
+
+The adapter of a background receiver asks this module for its commit hook
+(:func:`after_commit`); the engines package never imports it back.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from django.db import connections
+from django.db import connections, transaction
 from django.utils.translation import ngettext
 
 from signalbox import _forks, conf, engines, outbox
@@ -232,6 +236,45 @@ class Publisher:
 
 publisher = Publisher()
 """The one hand-over thread of this process."""
+
+
+def after_commit(
+    rows: Sequence[outbox.NewDelivery], using: str
+) -> Callable[[list[int]], None]:
+    """What :func:`signalbox.outbox.enqueue` calls with the new rows' ids: it
+    arranges for them to be handed to their engines once the transaction
+    commits (never after a rollback), on the hand-over thread, so the
+    sender never waits for a broker. Delayed rows are left to the relay,
+    which hands them over once due: on PostgreSQL they wake it (at the
+    commit) to sleep until then."""
+    return functools.partial(_hand_over_on_commit, rows, using)
+
+
+def _hand_over_on_commit(
+    rows: Sequence[outbox.NewDelivery], using: str, ids: list[int]
+) -> None:
+    # A delayed row is not due yet: its message would run nothing. The relay
+    # hands it over once due; a sleeping relay learns of it here.
+    handovers = [
+        outbox.Handover(pk, row.engine, row.queue, row.priority, using)
+        for pk, row in zip(ids, rows, strict=True)
+        if not row.delay
+    ]
+    if len(handovers) < len(rows):
+        outbox.wake_relay({row.engine for row in rows if row.delay}, using=using)
+    if not handovers:
+        return
+    transaction.on_commit(
+        functools.partial(publisher.submit, handovers), using=using, robust=True
+    )
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Wait until this process has handed over what its commits gave it.
+
+    For tests and for a clean exit; False if ``timeout`` passed first.
+    """
+    return publisher.flush(timeout)
 
 
 @atexit.register

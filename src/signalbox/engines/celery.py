@@ -5,25 +5,28 @@ database alias when it is not ``"default"``), nothing else."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any, ClassVar
 
-from celery import Celery, signals, uuid  # type: ignore[import-untyped]
+from celery import Celery, signals  # type: ignore[import-untyped]
 from django.core import checks
 
 from signalbox import outbox
-from signalbox.engines import Engine, Kept
+from signalbox.engines import Engine, Kept, OptionKinds, _clients
 from signalbox.engines.remote import deliver, write_acks
-from signalbox.exceptions import ConfigurationError
 
-_OPTIONS = {"app": str, "queue_prefix": str, "publish_timeout": (int, float)}
-_OPTIONS["acks_late"] = bool
+_OPTIONS: OptionKinds = {
+    "app": str,
+    "queue_prefix": str,
+    "publish_timeout": (int, float),
+    "acks_late": bool,
+}
 _USAGE = (
     "{'app': 'proj.celery.app'} and optionally queue_prefix (str), "
     "publish_timeout (seconds) and acks_late (bool)"
 )
-_JSON = {"json", "application/json"}
 
 
 # A prefork child leaves with os._exit(), after this signal: no atexit hook runs.
@@ -39,14 +42,9 @@ class CeleryEngine(Engine):
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         super().__init__(alias, options)
-        self.check_options(_OPTIONS, _USAGE)
+        self.check_options(_OPTIONS, _USAGE, required=["app"])
         self.app = app = self.import_option("app", Celery, "a Celery app")
-        if accepted := {*app.conf.accept_content, app.conf.task_serializer} - _JSON:
-            raise ConfigurationError(
-                f"The Celery engine {alias!r} runs only with JSON, but its app accepts "
-                f"{sorted(accepted)}: set accept_content=['json'] and "
-                f"task_serializer='json' (pickle runs code from the broker)."
-            )
+        _clients.refuse_unless_json(alias, app)
 
         def body(delivery_id: int, using: str = "default") -> None:
             deliver(delivery_id, engine=alias, using=using, defer_ack=True)
@@ -59,7 +57,9 @@ class CeleryEngine(Engine):
         self.task.serializer, self.task.ignore_result = "json", True
         self.task.acks_late = self.options.get("acks_late", True)
         self._amqp = str(app.conf.broker_url or "amqp").startswith(("amqp", "py"))
-        self._producer = Kept(self._connect, lambda p: p.connection.release())
+        wait = self.options.get("publish_timeout", 2.0)
+        connect = functools.partial(_clients.celery_producer, app, wait, self._amqp)
+        self._producer = Kept(connect, lambda p: p.connection.release())
 
     def publish(self, handovers: Sequence[outbox.Handover]) -> None:
         """Without Celery's retries: a broker that is down or does not confirm
@@ -72,47 +72,17 @@ class CeleryEngine(Engine):
             batch = getattr(producer, "batch", None)  # kombu 5.7+: one round trip
             with batch() if batch and len(handovers) > 1 else nullcontext():
                 for each in handovers:
-                    self._send(producer, each)
-
-    def _send(self, producer: Any, each: outbox.Handover) -> None:
-        # Where task.apply_async() ends, without its option merging and
-        # routing (which cost more than the publish): the options are ours.
-        amqp, name = self.app.amqp, self.task.name
-        sent, priority = (
-            self.app.conf.task_send_sent_event,
-            min(max(each.priority, 0), 9),
-        )
-        message = amqp.create_task_message(
-            uuid(), name, _args(each), {}, create_sent_event=sent, ignore_result=True
-        )
-        amqp.send_task_message(
-            producer,
-            name,
-            message,
-            queue=self.broker_queue(each.queue),
-            priority=9 - priority if self._amqp else priority,
-            retry=False,
-            serializer="json",
-        )
+                    queue = self.broker_queue(each.queue)
+                    message = (_args(each), queue, each.priority)
+                    _clients.send_celery(self.task, producer, *message, self._amqp)
 
     def worker_hint(self, queues: Sequence[str]) -> str:
         """``celery -A <app> worker``, with ``-Q`` unless only the default queue."""
         module, _, attribute = self.options["app"].rpartition(".")
         command = f"celery -A {module}:{attribute} worker"
-        names = sorted({self.broker_queue(q) for q in queues})
-        if names and names != [self.default_queue]:
+        if names := _clients.named_queues(self, queues):
             command += f" -Q {','.join(names)}"
         return f"`{command}`"
-
-    def _connect(self) -> Any:
-        wait = self.options.get("publish_timeout", 2.0)
-        bounded = {"max_retries": 0, "socket_timeout": wait, "read_timeout": wait}
-        if self._amqp:  # else RabbitMQ may drop a message and raise nothing
-            bounded |= {"write_timeout": wait, "confirm_publish": True}
-        connection = self.app.connection_for_write(
-            connect_timeout=wait, transport_options=bounded
-        )
-        return connection.Producer()
 
     def check(self) -> list[checks.CheckMessage]:
         """Warn when the app runs tasks eagerly (in the hand-over thread)."""

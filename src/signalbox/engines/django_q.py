@@ -24,7 +24,6 @@ from redis import Redis
 from signalbox import outbox
 from signalbox.engines import Engine
 from signalbox.engines.remote import deliver
-from signalbox.exceptions import ConfigurationError
 
 TASK = "signalbox.engines.django_q.run"
 
@@ -41,12 +40,9 @@ class DjangoQEngine(Engine):
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         super().__init__(alias, options)
+        usage = "{'timeout': 5} only (the broker is settings.Q_CLUSTER's)"
+        self.check_options({"timeout": (int, float)}, usage)
         self.timeout = options.get("timeout", 5)
-        if set(options) - {"timeout"} or not isinstance(self.timeout, int | float):
-            raise ConfigurationError(
-                f"The Django-Q engine {alias!r} takes OPTIONS {{'timeout': 5}} only "
-                f"(the broker is settings.Q_CLUSTER's), not {dict(options)!r}."
-            )
         self._brokers: dict[str, Broker] = {}
         # The list a plain `manage.py qcluster` consumes: Q_CLUSTER's name.
         self.default_queue = str(Conf.CLUSTER_NAME)

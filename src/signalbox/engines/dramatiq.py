@@ -9,55 +9,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import dramatiq
 from django.core import checks
-from django.utils.module_loading import import_string
 from dramatiq.encoder import JSONEncoder
 
 from signalbox import engines, outbox
-from signalbox.engines import Engine
+from signalbox.engines import Engine, OptionKinds, _clients
 from signalbox.engines.remote import deliver
 from signalbox.exceptions import ConfigurationError
 
 ACTOR = "signalbox_deliver"
-_OPTIONS = {"broker", "queue_prefix", "queues", "time_limit", "timeout"}
+_OPTIONS: OptionKinds = {
+    "broker": str,
+    "queue_prefix": str,
+    "queues": (list, tuple),
+    "time_limit": (int, float),
+    "timeout": (int, float),
+}
+_USAGE = (
+    "{'broker': 'redis://…' | 'amqp://…' | 'proj.dramatiq.broker', 'queues': "
+    "['default'], 'queue_prefix': '', 'time_limit': ms, 'timeout': 5} (broker required)"
+)
 
 
 def _run(delivery_id: int, engine: str, using: str = "default") -> None:
     deliver(delivery_id, engine=engine, using=using, task_of=DramatiqEngine)
-
-
-def _broker(alias: str, where: Any, timeout: float) -> dramatiq.Broker:
-    url = where if isinstance(where, str) else ""
-    if url.startswith(("redis://", "rediss://")):
-        from dramatiq.brokers.redis import RedisBroker
-        from redis import Redis
-
-        client = Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
-        return RedisBroker(client=client)  # type: ignore[no-untyped-call]
-    if url.startswith(("amqp://", "amqps://")):
-        from dramatiq.brokers.rabbitmq import RabbitmqBroker
-
-        # Without these, pika retries and waits long enough to stall a hand-over.
-        fast = dict.fromkeys(["socket_timeout", "blocked_connection_timeout"], timeout)
-        parts = urlsplit(url)
-        query = {"connection_attempts": 1, **fast, **dict(parse_qsl(parts.query))}
-        url = urlunsplit(parts._replace(query=urlencode(query)))
-        return RabbitmqBroker(url=url, confirm_delivery=True)
-    try:
-        found = import_string(url)  # a path from settings, never a message
-    except ImportError:
-        found = None
-    if not isinstance(found, dramatiq.Broker):
-        raise ConfigurationError(
-            f"The Dramatiq engine {alias!r} needs OPTIONS['broker']: a redis:// or "
-            f"amqp:// URL, or the dotted path of a dramatiq.Broker, not {where!r}."
-        )
-    return found
 
 
 class DramatiqEngine(Engine):
@@ -67,14 +44,10 @@ class DramatiqEngine(Engine):
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         super().__init__(alias, options)
-        if set(options) - _OPTIONS or "broker" not in options:
-            raise ConfigurationError(
-                f"The Dramatiq engine {alias!r} takes OPTIONS {{'broker': "
-                f"'redis://…' | 'amqp://…' | 'proj.dramatiq.broker', 'queues': "
-                f"['default'], 'queue_prefix': '', 'time_limit': ms, 'timeout': 5}}"
-                f" (broker required), not {dict(options)!r}."
-            )
-        self.broker = _broker(alias, options["broker"], options.get("timeout", 5))
+        self.check_options(_OPTIONS, _USAGE, required=["broker"])
+        self.broker = _clients.dramatiq_broker(
+            alias, options["broker"], options.get("timeout", 5)
+        )
         self.queue_prefix = str(options.get("queue_prefix", ""))
         self.default_queue = "default"  # an actor's queue when it names none
         limit = {"time_limit": options["time_limit"]} if "time_limit" in options else {}

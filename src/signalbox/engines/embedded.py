@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 
 from signalbox import outbox
 from signalbox.engines import Engine
-from signalbox.exceptions import ConfigurationError
 
 
 class EmbeddedEngine(Engine):
@@ -23,12 +22,9 @@ class EmbeddedEngine(Engine):
     supports_queues: ClassVar[bool] = True
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
-        if options:
-            raise ConfigurationError(
-                f"The embedded engine {alias!r} takes no OPTIONS; the worker's "
-                f"are command-line flags (manage.py signalbox worker --help)."
-            )
         super().__init__(alias, options)
+        flags = "(the worker's are flags: manage.py signalbox worker --help)"
+        self.check_options({}, flags)
 
     def publish(self, handovers: Sequence[outbox.Handover]) -> None:
         """Nothing to do: the embedded worker claims its rows itself."""

@@ -13,16 +13,23 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from django.core import checks
-from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
 from signalbox import outbox
-from signalbox.engines import Engine
+from signalbox.engines import Engine, OptionKinds, _clients
 from signalbox.engines.remote import deliver
-from signalbox.exceptions import ConfigurationError
 
-_OPTIONS = {"url", "queue_prefix", "job_timeout", "socket_timeout"}
+_OPTIONS: OptionKinds = {
+    "url": str,
+    "queue_prefix": str,
+    "job_timeout": int,
+    "socket_timeout": (int, float),
+}
+_USAGE = (
+    "{'url': 'redis://host:6379/0', 'queue_prefix': '', 'job_timeout': 180, "
+    "'socket_timeout': 5} (url required)"
+)
 
 
 def run(delivery_id: int, engine: str, using: str = "default") -> None:
@@ -38,25 +45,15 @@ class RQEngine(Engine):
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         super().__init__(alias, options)
-        unknown = sorted(set(options) - _OPTIONS)
-        url = options.get("url")
-        if unknown or not isinstance(url, str) or not url.startswith("redis"):
-            raise ConfigurationError(
-                f"The RQ engine {alias!r} takes OPTIONS {{'url': 'redis://host:6379/0'"
-                f", 'queue_prefix': '', 'job_timeout': 180, 'socket_timeout': 5}}"
-                f" (url required), not {dict(options)!r}."
-            )
+        self.check_options(_OPTIONS, _USAGE, required=["url"])
+        if not (url := options["url"]).startswith("redis"):
+            raise self.option_error("url", "it must be a redis:// or rediss:// URL")
         self.queue_prefix = str(options.get("queue_prefix", ""))
         self.default_queue = "default"  # what `rq worker` consumes, unnamed
         self.job_timeout = int(options.get("job_timeout", 180))
         timeout = float(options.get("socket_timeout", 5))
         # Bounded timeouts and no retries: publish() must fail fast.
-        self.redis = Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry_on_timeout=False,
-        )
+        self.redis = _clients.redis_client(url, timeout)
         self._queues: dict[str, Queue] = {}
 
     def queue(self, name: str) -> Queue:
@@ -74,8 +71,7 @@ class RQEngine(Engine):
         """``rq worker`` with the JSON serializer, naming queues unless only
         the default one."""
         command = "rq worker --serializer rq.serializers.JSONSerializer"
-        names = sorted({self.broker_queue(q) for q in queues})
-        if names and names != [self.default_queue]:
+        if names := _clients.named_queues(self, queues):
             command += " " + " ".join(names)
         return f"`{command}`"
 

@@ -49,12 +49,9 @@ class TasksEngine(Engine):
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         super().__init__(alias, options)
+        usage = "{'backend': 'default'} (an alias in settings.TASKS) only"
+        self.check_options({"backend": str}, usage)
         self.backend_alias = options.get("backend", "default")
-        if set(options) - {"backend"} or not isinstance(self.backend_alias, str):
-            raise ConfigurationError(
-                f"The Tasks engine {alias!r} takes OPTIONS {{'backend': 'default'}} "
-                f"(an alias in settings.TASKS) only, not {dict(options)!r}."
-            )
         self.default_queue = DEFAULT_TASK_QUEUE_NAME  # the workers' default too
         try:
             self.backend = task_backends[self.backend_alias]

@@ -23,7 +23,6 @@ from django.db import close_old_connections
 from signalbox import outbox
 from signalbox.engines import Engine
 from signalbox.engines.remote import deliver
-from signalbox.exceptions import ConfigurationError
 
 logger = logging.getLogger("signalbox.engines")
 
@@ -33,17 +32,10 @@ class ThreadEngine(Engine):
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         super().__init__(alias, options)
-        unknown = sorted(set(options) - {"threads"})
+        self.check_options({"threads": int}, "{'threads': N} only")
         threads = options.get("threads", 4)
-        if unknown or isinstance(threads, bool) or not isinstance(threads, int):
-            raise ConfigurationError(
-                f"The thread engine {alias!r} takes OPTIONS {{'threads': N}} only, "
-                f"not {dict(options)!r}."
-            )
         if threads < 1:
-            raise ConfigurationError(
-                f"The thread engine {alias!r} needs at least 1 thread, not {threads}."
-            )
+            raise self.option_error("threads", "it needs at least 1 thread")
         self._pool = ThreadPoolExecutor(
             threads, thread_name_prefix=f"signalbox-{alias}"
         )

@@ -6,10 +6,29 @@ connection) changes nothing: :func:`complete`, :func:`fail`, :func:`retry_later`
 and :func:`release` return whether they applied. Times come from the
 database's clock (``Now()``), never from a worker's.
 
-The claim is the one place that needs SQL the ORM cannot write: on PostgreSQL
-a single ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING``;
-on MySQL/MariaDB ``select_for_update(skip_locked=True)`` in a transaction; on
-SQLite, which has one writer at a time, a plain ``UPDATE`` of a sub-select.
+Where each statement lives (the SQL is written out only where the ORM cannot
+write it or not cheaply enough; the ORM writes it everywhere else):
+
+- ``_statements.py``: every hand-written statement. The claim's columns and
+  values (``_TAKEN``, used by the PostgreSQL statements and, through
+  ``taken()``, by the ORM's claims on SQLite and MySQL/MariaDB) and the
+  claim statements (``CLAIM_POSTGRESQL``, ``CLAIM_ONE``, ``CLAIM_MYSQL``);
+  the send's INSERT; the acknowledgements; the relay's hand-over marks.
+  Change the claim query here. What "due" means is ``signalbox._states.due``
+  / ``due_sql``, which ``Delivery.objects.due()`` uses too.
+- ``_libpq.py``: runs those statements through libpq on psycopg 3 (prepared,
+  binary), falling back to Django's cursor.
+- ``_leases.py``: the claim per vendor (PostgreSQL one statement; SQLite a
+  plain ``UPDATE``), every transition a lease token guards, and the rescue
+  of expired leases.
+- ``_claim_mysql.py``: the claim on MySQL/MariaDB, walks of
+  ``signalbox_delivery_waiting`` under ``SKIP LOCKED``.
+- ``_writing.py``: the send's INSERT, in the sender's transaction.
+- ``_handover.py``: the relay's hand-over to engines and its wake-ups.
+- ``_housekeeping.py``: transitions no lease guards: retries by a person,
+  erasure, pruning, burying unknown keys, the workers' own records.
+- ``_waiting.py``: what waits, for ``signalbox list`` and the checks.
+- ``_base.py``: the row shapes (:class:`Claimed`, ...) and the clock helpers.
 """
 
 from signalbox.outbox._base import (

@@ -18,8 +18,8 @@ from django.db import connections
 from django.db.models import Case, F, Min, Q, Value, When
 from django.db.models.functions import Now
 
-from signalbox import _libpq, _statements
 from signalbox._states import WAITING, State
+from signalbox.outbox import _libpq, _statements
 from signalbox.outbox._base import RELAY_CHANNEL, Handover, _rows, ago
 
 _MOST_DOUBLINGS = 6  # a lost message is looked for again at most 64x later

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 from django.db import connections, transaction
@@ -13,8 +13,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, JSONField, TextField
 from django.db.models.functions import Cast, Now
 
-from signalbox import _libpq, _statements
 from signalbox._states import WAITING, State
+from signalbox.outbox import _claim_mysql, _libpq, _statements
 from signalbox.outbox._base import Claimed, Unreadable, _rows, after
 from signalbox.outbox._handover import wake_relay_for
 
@@ -47,9 +47,12 @@ def claim(
             worker, engines, queues, receivers, limit, lease, token, using
         )
     if connection.vendor == "mysql":
-        return _claim_mysql(
+        taken = _claim_mysql.claim(
             worker, engines, queues, receivers, limit, lease, token, using
         )
+        # By id: there is no index on the token.
+        rows = _rows(using).filter(id__in=taken, lease_token=token)
+        return _claimed(rows, token, using) if taken else []
     due = (
         _rows(using)
         .due()
@@ -66,21 +69,9 @@ def claim(
         else:
             ids = due.values("id")[:limit]
         _rows(using).filter(id__in=ids, state__in=WAITING).update(
-            **_taken(token, worker, lease)
+            **_statements.taken(token, worker, lease)
         )
     return _claimed(_rows(using).filter(lease_token=token), token, using)
-
-
-def _taken(token: uuid.UUID, worker: str, lease: timedelta) -> dict[str, Any]:
-    """A claim's changes to a row: executing, its attempt counted, leased."""
-    return {
-        "state": State.EXECUTING,
-        "attempt": F("attempt") + 1,
-        "lease_token": token,
-        "leased_by": worker,
-        "lease_expires_at": after(lease),
-        "attempted_at": Now(),
-    }
 
 
 def _claim_postgresql(
@@ -99,84 +90,9 @@ def _claim_postgresql(
     )
     engine: object = engines[0] if len(engines) == 1 else engines
     queue: object = queues[0] if len(queues) == 1 else queues
-    params: list[Any] = [token, worker, lease, engine, queue, receivers, limit]
+    sets = _statements.taken_params(token, worker, lease)
+    params: list[Any] = [*sets, engine, queue, receivers, limit]
     return _returned(sql, params, token, connections[using])
-
-
-# A claim on MySQL walks the index once per (state, engine, queue) when a
-# worker takes at most this many combinations, else once per state.
-_MOST_WALKS = 12
-
-
-def _claim_mysql(
-    worker: str,
-    engines: list[str],
-    queues: list[str],
-    receivers: list[str],
-    limit: int,
-    lease: timedelta,
-    token: uuid.UUID,
-    using: str,
-) -> list[Claimed]:
-    """The claim on MySQL and MariaDB, which have no partial index.
-
-    A locking read there locks every row it walks until it knows the row's
-    fate, and the "due" index holds finished rows too (MySQL built it
-    without its condition), all of them sorting before any new row: a claim
-    walked the whole kept history on each call. Here each walk is one
-    waiting state of one engine and queue along ``signalbox_delivery_waiting``
-    (migration 0004), in the claim's order, stopping after ``limit`` rows
-    (a walk over several engines or queues sorts its rows first). The walks'
-    rows are merged in that order and the first ``limit`` taken; the rest
-    stay locked, skipped by other claims, until this one commits.
-    """
-    indexed = _has_waiting_index(using)
-    if len(WAITING) * len(engines) * len(queues) <= _MOST_WALKS:
-        walks = [
-            _statements.claim_mysql(state, [engine], [queue], receivers, indexed)
-            for state in WAITING
-            for engine in engines
-            for queue in queues
-        ]
-    else:
-        walks = [
-            _statements.claim_mysql(state, engines, queues, receivers, indexed)
-            for state in WAITING
-        ]
-    found: list[tuple[int, datetime, int]] = []
-    with transaction.atomic(using=using), connections[using].cursor() as cursor:
-        for sql, params in walks:
-            cursor.execute(sql, [*params, limit])
-            found += cursor.fetchall()
-        ids = [pk for _, _, pk in sorted(found)[:limit]]
-        if not ids:
-            return []
-        _rows(using).filter(id__in=ids, state__in=WAITING).update(
-            **_taken(token, worker, lease)
-        )
-    # By id: there is no index on the token.
-    return _claimed(_rows(using).filter(id__in=ids, lease_token=token), token, using)
-
-
-# Whether the table has migration 0004's index, by (alias, database name).
-_WAITING_INDEXED: dict[tuple[str, str], bool] = {}
-
-
-def _has_waiting_index(using: str) -> bool:
-    """Whether ``signalbox_delivery`` has ``signalbox_delivery_waiting``:
-    looked up once per process and database."""
-    connection = connections[using]
-    key = (using, str(connection.settings_dict["NAME"]))
-    if key not in _WAITING_INDEXED:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT COUNT(*) FROM information_schema.statistics "
-                "WHERE table_schema = DATABASE() AND table_name = %s "
-                "AND index_name = %s",
-                ["signalbox_delivery", _statements.WAITING_INDEX],
-            )
-            _WAITING_INDEXED[key] = bool(cursor.fetchone()[0])
-    return _WAITING_INDEXED[key]
 
 
 def _returned(
@@ -227,7 +143,8 @@ def claim_one(
     if connection.vendor == "postgresql":
         relax = not durable and _relaxing(connection)
         sql = _statements.CLAIM_ONE_RELAXED if relax else _statements.CLAIM_ONE
-        params = [token, worker, lease, delivery_id, engine, receivers]
+        sets = _statements.taken_params(token, worker, lease)
+        params = [*sets, delivery_id, engine, receivers]
         found = _returned(sql, params, token, connection)
         return found[0] if found else None
     with transaction.atomic(using=using):
@@ -235,7 +152,7 @@ def claim_one(
             _rows(using)
             .due()
             .filter(id=delivery_id, engine=engine, receiver__in=receivers)
-            .update(**_taken(token, worker, lease))
+            .update(**_statements.taken(token, worker, lease))
         )
     if not taken:
         return None

@@ -8,8 +8,8 @@ from contextlib import contextmanager
 
 from django.db import connections
 
-from signalbox import _libpq, _statements
 from signalbox._states import State
+from signalbox.outbox import _libpq, _statements
 from signalbox.outbox._base import NewDelivery, after
 
 Written = Callable[[list[int]], None]

@@ -30,7 +30,7 @@ from datetime import UTC, timedelta
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from signalbox import _statements
+from signalbox.outbox import _statements
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -98,7 +98,7 @@ def run(
     Through libpq under a prepared name of ours where :func:`insert` would go
     that way and every parameter is one :func:`_param` writes as text (ints,
     strings, UUIDs, timedeltas, lists of those, None); otherwise through
-    :func:`signalbox._statements.statement_cursor`. Errors are Django's.
+    :func:`signalbox.outbox._statements.statement_cursor`. Errors are Django's.
     """
     raw = _fast_connection(connection)
     text = _params(params, raw) if raw is not None else None

@@ -10,12 +10,31 @@ from __future__ import annotations
 
 import functools
 import json
+import uuid
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from django.db.models import F
+from django.db.models.functions import Now
+
+from signalbox._states import State, due_sql
+from signalbox.outbox._base import after
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
     from django.db.backends.utils import CursorWrapper
+
+# PostgreSQL's clock in these statements: one instant per statement, as
+# Django's Now() reads it there.
+_NOW = "statement_timestamp()"
+
+
+class _Taking(NamedTuple):
+    token: uuid.UUID
+    worker: str
+    lease: timedelta
+
 
 _INSERT_HEAD = (
     "INSERT INTO signalbox_delivery (signal, receiver, engine, queue, priority, "
@@ -56,7 +75,7 @@ def insert(
     Each row is (signal, receiver, engine, queue, priority, payload as JSON
     text, max_attempts). The statement returns the new ids, in order, when
     ``ids`` asks; on PostgreSQL it also sends the NOTIFY when ``wake`` asks.
-    (On psycopg 3, :mod:`signalbox._libpq` runs the same statement cheaper.)
+    (On psycopg 3, :mod:`signalbox.outbox._libpq` runs the same statement cheaper.)
     """
     sql = _insert_sql(vendor, len(rows), ids, wake)
     if sql is None:
@@ -87,45 +106,70 @@ def compose_insert(rows: Sequence[str], ids: bool, notify: bool) -> str:
     return sql + " RETURNING id" if ids else sql
 
 
-CLAIM_POSTGRESQL = """
-UPDATE signalbox_delivery SET
-    state = 'executing', attempt = attempt + 1, lease_token = %s, leased_by = %s,
-    lease_expires_at = statement_timestamp() + %s, attempted_at = statement_timestamp()
+# The claim, written once. Each row: a column a claim sets, its value in SQL
+# (whose %s take the token, the worker and the lease, in this order) and its
+# value for the ORM (SQLite, MySQL/MariaDB). Every claim, on every vendor,
+# sets exactly these; add a column here and every path sets it.
+_TAKEN: tuple[tuple[str, str, Callable[[_Taking], Any]], ...] = (
+    ("state", f"'{State.EXECUTING}'", lambda taking: State.EXECUTING),
+    ("attempt", "attempt + 1", lambda taking: F("attempt") + 1),
+    ("lease_token", "%s", lambda taking: taking.token),
+    ("leased_by", "%s", lambda taking: taking.worker),
+    (
+        "lease_expires_at",
+        f"{_NOW} + %s",
+        lambda taking: after(taking.lease),
+    ),
+    ("attempted_at", _NOW, lambda taking: Now()),
+)
+_TAKEN_SQL = ", ".join(f"{column} = {sql}" for column, sql, _ in _TAKEN)
+
+
+def taken(token: uuid.UUID, worker: str, lease: timedelta) -> dict[str, Any]:
+    """A claim's changes to a row, for the ORM's ``update()``: executing, its
+    attempt counted, leased to ``worker`` under ``token`` until now + ``lease``."""
+    taking = _Taking(token, worker, lease)
+    return {column: value(taking) for column, _, value in _TAKEN}
+
+
+def taken_params(token: uuid.UUID, worker: str, lease: timedelta) -> list[Any]:
+    """The parameters of a claim statement's SET, in the order it takes them."""
+    return [token, worker, lease]
+
+
+CLAIM_POSTGRESQL = f"""
+UPDATE signalbox_delivery SET {_TAKEN_SQL}
 WHERE id IN (
     SELECT id FROM signalbox_delivery
-    WHERE state IN ('scheduled', 'available', 'retryable')
-      AND scheduled_at <= statement_timestamp()
-      AND {engine} AND {queue} AND receiver = ANY(%s)
+    WHERE {due_sql(_NOW)}
+      AND {{engine}} AND {{queue}} AND receiver = ANY(%s)
     ORDER BY priority, scheduled_at, id
     LIMIT %s
     FOR UPDATE SKIP LOCKED
 )
 RETURNING id, signal, receiver, payload, attempt, max_attempts, enqueued_at
-"""
+"""  # noqa: S608 (every part is this module's, never data)
 """One statement that takes due rows. ``{engine}`` and ``{queue}`` are each
 ``column = %s`` for one value, which lets it walk the partial "due" index in
 order instead of sorting, or ``column = ANY(%s)`` for several."""
 
-CLAIM_ONE = """
-UPDATE signalbox_delivery SET
-    state = 'executing', attempt = attempt + 1, lease_token = %s, leased_by = %s,
-    lease_expires_at = statement_timestamp() + %s, attempted_at = statement_timestamp()
+CLAIM_ONE = f"""
+UPDATE signalbox_delivery SET {_TAKEN_SQL}
 WHERE id = %s AND engine = %s AND receiver = ANY(%s)
-  AND state IN ('scheduled', 'available', 'retryable')
-  AND scheduled_at <= statement_timestamp()
+  AND {due_sql(_NOW)}
 RETURNING id, signal, receiver, payload, attempt, max_attempts, enqueued_at
-"""
+"""  # noqa: S608 (every part is this module's, never data)
 """Takes one named row, if it is due; on PostgreSQL, where a row's lock
 makes a concurrent claim of the same row wait and then find it taken."""
 
-CLAIM_MYSQL = """
-SELECT priority, scheduled_at, id FROM signalbox_delivery{hint}
-WHERE state = %s AND {engine} AND {queue} AND receiver IN ({receivers})
-  AND scheduled_at <= NOW(6)
+CLAIM_MYSQL = f"""
+SELECT priority, scheduled_at, id FROM signalbox_delivery{{hint}}
+WHERE {due_sql("NOW(6)", state="state = %s")}
+  AND {{engine}} AND {{queue}} AND receiver IN ({{receivers}})
 ORDER BY priority, scheduled_at, id
 LIMIT %s
 FOR UPDATE SKIP LOCKED
-"""
+"""  # noqa: S608 (every part is this module's, never data)
 """One walk of a MySQL or MariaDB claim: the due rows of one waiting state,
 locked, in the claim's order. ``{engine}`` and ``{queue}`` are each ``column
 = %s``, which walks ``signalbox_delivery_waiting`` in order and stops after
