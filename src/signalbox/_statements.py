@@ -100,7 +100,8 @@ WHERE id IN (
     LIMIT %s
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id, signal, receiver, payload, attempt, max_attempts, enqueued_at
+RETURNING id, signal, receiver, payload, attempt, max_attempts, enqueued_at,
+    interrupted
 """
 """One statement that takes due rows. ``{engine}`` and ``{queue}`` are each
 ``column = %s`` for one value, which lets it walk the partial "due" index in
@@ -113,7 +114,8 @@ UPDATE signalbox_delivery SET
 WHERE id = %s AND engine = %s AND receiver = ANY(%s)
   AND state IN ('scheduled', 'available', 'retryable')
   AND scheduled_at <= statement_timestamp()
-RETURNING id, signal, receiver, payload, attempt, max_attempts, enqueued_at
+RETURNING id, signal, receiver, payload, attempt, max_attempts, enqueued_at,
+    interrupted
 """
 """Takes one named row, if it is due; on PostgreSQL, where a row's lock
 makes a concurrent claim of the same row wait and then find it taken."""
