@@ -384,7 +384,13 @@ def test_sigkill_resumes_on_the_other_worker_within_seconds(pg: Workers) -> None
     resumed: list[float] = []
     killed: list[tuple[int, int, object]] = []
     for _ in range(rounds):
-        wait_for(lambda: harness.scalar("default", LIVE) == 2, 30, "two live locks")
+        try:
+            wait_for(lambda: harness.scalar("default", LIVE) == 2, 30, "live locks")
+        except AssertionError as error:
+            records = sql(
+                "default", "SELECT name, liveness_key FROM signalbox_workerrecord"
+            )
+            raise AssertionError(f"{error}: {records}\n{pg.logs()[-4000:]}") from None
         harness.send_committed("default", "effect_sent", 2, seconds=2)
         running = {w.pid: 0 for w in workers}
 
