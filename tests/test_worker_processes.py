@@ -20,7 +20,7 @@ from django.db import connection, transaction
 
 from signalbox import outbox
 from signalbox._states import State
-from signalbox.models import Delivery
+from signalbox.models import Delivery, WorkerRecord
 from tests.testapp.jobs import work
 from tests.testapp.models import Note
 
@@ -138,6 +138,50 @@ def test_sigterm_gives_back_what_outlives_the_grace_period(workers: Workers) -> 
     row = Delivery.objects.get()
     # Released, not lost, and no attempt spent.
     assert (row.state, row.attempt, row.lease_token) == (State.AVAILABLE, 0, None)
+
+
+def test_a_receiver_given_back_at_shutdown_is_told_it_was_interrupted(
+    workers: Workers,
+) -> None:
+    # It restarted with the same attempt and nothing else to go by.
+    work.send(sender=None, seconds=60, tag="i")
+    first = workers.start(SIGNALBOX_WORKER_GRACE="0.5")
+    wait_for(lambda: len(notes("start")) == 1)
+    first.send_signal(signal.SIGTERM)
+    output = first.communicate(timeout=20)[0]
+    assert first.returncode == 0, output
+    row = Delivery.objects.get()
+    assert (row.state, row.attempt, row.interrupted) == (State.AVAILABLE, 0, 1)
+    second = workers.start("--burst")
+    assert second.wait(timeout=30) == 0, second.communicate()[0]
+    # (attempt, interrupted) as each run saw them: the same attempt, told.
+    assert [(s[3], s[5]) for s in notes("start")] == [("1", "0"), ("1", "1")]
+    assert len(notes("end")) == 1
+    assert Delivery.objects.get().state == State.COMPLETED
+
+
+@pytest.mark.postgres
+def test_a_killed_workers_deliveries_start_again_on_another_within_seconds(
+    workers: Workers,
+) -> None:
+    # They waited for the lease (30 s by default) to expire.
+    lease = {"SIGNALBOX_WORKER_LEASE": "30", "SIGNALBOX_WORKER_POLL": "1"}
+    work.send(sender=None, seconds=60, tag="r")
+    victim = workers.start(**lease)
+    wait_for(lambda: len(notes("start")) == 1)
+    workers.start(**lease)
+    wait_for(
+        lambda: WorkerRecord.objects.filter(liveness_key__isnull=False).count() == 2
+    )
+    victim.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    victim.wait(timeout=10)
+    wait_for(lambda: len(notes("start")) == 2, timeout=30)
+    assert time.monotonic() - killed < 5
+    starts = notes("start")
+    assert starts[1][4] != starts[0][4]  # on the other worker
+    assert (starts[1][3], starts[1][5]) == ("2", "1")  # attempt 2, told of the first
+    wait_for(lambda: len(notes("end")) == 1)
 
 
 def test_unknown_receiver_keys_are_never_imported_and_go_dead(workers: Workers) -> None:

@@ -12,11 +12,15 @@ class DeliveryContext:
     """The delivery being run: its id, which attempt this is, and when it was sent.
 
     ``id`` is stable across attempts, which makes it a natural idempotency key.
+    ``interrupted`` counts the earlier runs that were taken back before they
+    finished: 0 unless a run may have been cut short (a worker's shutdown
+    gave it back, or a worker died or stopped answering while holding it).
     """
 
     id: int
     attempt: int
     enqueued_at: datetime
+    interrupted: int = 0
 
 
 _current: contextvars.ContextVar[DeliveryContext | None] = contextvars.ContextVar(

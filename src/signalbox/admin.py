@@ -92,6 +92,7 @@ class DeliveryAdmin(_ReadOnly, _DeliveryAdmin):
             {
                 "fields": (
                     "attempts",
+                    "interrupted",
                     "enqueued_at",
                     "scheduled_at",
                     "attempted_at",

@@ -96,6 +96,12 @@ class Delivery(models.Model):
     handovers = models.PositiveSmallIntegerField(
         db_default=0, help_text="Hand-overs since the row last fell due."
     )
+    interrupted = models.PositiveIntegerField(
+        db_default=0,
+        help_text="Runs taken back before they finished: given back at a "
+        "worker's shutdown, or rescued from a worker that died or stopped "
+        "answering.",
+    )
     attempted_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     lease_token = models.UUIDField(null=True, blank=True)
@@ -166,6 +172,13 @@ class WorkerRecord(models.Model):
     receivers = models.JSONField(default=list)
     started_at = models.DateTimeField(db_default=Now())
     seen_at = models.DateTimeField(db_default=Now())
+    liveness_key = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="The PostgreSQL advisory lock this worker holds for as long "
+        "as its process lives; null when it holds none (its leases alone "
+        "tell whether it is alive).",
+    )
 
     class Meta:
         default_permissions = ("view",)  # written by workers only

@@ -352,3 +352,91 @@ def test_sigstop_past_the_lease_then_sigcont(pg: Workers) -> None:
     # The paused worker's four executions all ended after their takeover.
     assert result.figures["stale_executions"] == 4
     assert result.figures["completions_applied"] == 4
+
+
+LIVE = "SELECT count(*) FROM signalbox_workerrecord WHERE liveness_key IS NOT NULL"
+"""Workers holding their liveness lock (PostgreSQL): those whose death the
+others learn of at once."""
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def test_sigkill_resumes_on_the_other_worker_within_seconds(pg: Workers) -> None:
+    """SIGKILL one of two workers: its rows start again on the other within
+    seconds, not after its lease (30 s here, the default), because the other
+    finds its liveness lock free.
+
+    Each round sends two deliveries of two seconds, kills a worker running
+    one, and times, from the kill, the last of its rows to start again.
+    """
+    lease = 30.0
+    pg.env["SIGNALBOX_REL_LEASE"] = str(lease)
+    rounds = size(ci=3, full=10)
+    faults = Faults()
+    workers = [pg.start(concurrency=4), pg.start(concurrency=4)]
+    harness.wait_registered("default", workers)
+    resumed: list[float] = []
+    killed: list[tuple[int, int, object]] = []
+    for _ in range(rounds):
+        try:
+            wait_for(lambda: harness.scalar("default", LIVE) == 2, 30, "live locks")
+        except AssertionError as error:
+            records = sql(
+                "default", "SELECT name, liveness_key FROM signalbox_workerrecord"
+            )
+            raise AssertionError(f"{error}: {records}\n{pg.logs()[-4000:]}") from None
+        harness.send_committed("default", "effect_sent", 2, seconds=2)
+        running = {w.pid: 0 for w in workers}
+
+        def busy(running: dict[int, int] = running) -> bool:
+            running.update({pid: _running_by("default", pid) for pid in running})
+            return any(running.values())
+
+        wait_for(busy, 30, "a worker running deliveries")
+        victim = next(w for w in workers if running[w.pid])
+        victim.signal(signal.SIGKILL)
+        at = now()
+        faults.mark("sigkill", at)
+        victim.process.wait(10)
+        in_flight = sql(
+            "default",
+            "SELECT delivery_id, attempt FROM reliability_ledger WHERE pid = %s "
+            "AND ended_at IS NULL",
+            [victim.pid],
+        )
+        these = [(pk, attempt, at) for pk, attempt in in_flight]
+        killed += these
+        workers[workers.index(victim)] = pg.start(concurrency=4)
+        wait_for(
+            lambda these=these: all(
+                harness.scalar("default", f"SELECT count(*) FROM ({RERUN}) x", k[:2])
+                for k in these
+            ),
+            60,
+            "the killed worker's rows to start again",
+        )
+        resumed.append(max(_after_kill(these, RERUN)))
+        harness.wait_drained("default", 60)
+    result = harness.check(
+        "default",
+        "workers: SIGKILL, rows resume on the other worker (liveness lock)",
+        faults=faults,
+        lease=lease,
+        figures={
+            "kills": rounds,
+            "in_flight_at_kills": len(killed),
+            "lease_s": lease,
+            "resume_s_p50": round(_median(resumed), 2),
+            "resume_s_max": round(max(resumed), 2),
+            "worker_exits_unexpected": len(pg.unexpected_exits()),
+        },
+    )
+    assert not pg.unexpected_exits()
+    assert result.figures["resume_s_p50"] <= 2.0, resumed
+    assert result.figures["resume_s_max"] <= 5.0, resumed

@@ -18,13 +18,15 @@ work = signalbox.Signal()
 
 @signalbox.receiver(work, run="background", retries=3)
 def sleepy_job(sender: object, seconds: float, tag: str, **kwargs: Any) -> None:
-    """Note the start, then sleep ``seconds`` on the first attempt only."""
+    """Note the start, then sleep ``seconds`` on the first run only (the first
+    attempt, never interrupted)."""
     delivery = signalbox.current_delivery()
     assert delivery is not None
     Note.objects.create(
-        text=f"{tag} start {delivery.id} {delivery.attempt} {os.getpid()}"
+        text=f"{tag} start {delivery.id} {delivery.attempt} {os.getpid()} "
+        f"{delivery.interrupted}"
     )
-    if delivery.attempt == 1:
+    if delivery.attempt == 1 and not delivery.interrupted:
         time.sleep(seconds)
     Note.objects.create(
         text=f"{tag} end {delivery.id} {delivery.attempt} {os.getpid()}"

@@ -76,6 +76,13 @@ from signalbox.outbox._leases import (
     release,
     rescue,
     retry_later,
+    take_back,
+)
+from signalbox.outbox._liveness import (
+    LivenessLock,
+    hold_liveness,
+    liveness_key,
+    rescue_gone,
 )
 from signalbox.outbox._waiting import Waiting, due_elsewhere, unstarted
 from signalbox.outbox._writing import batch, enqueue
@@ -86,6 +93,7 @@ __all__ = [
     "RELAY_PREFIX",
     "Claimed",
     "Handover",
+    "LivenessLock",
     "NewDelivery",
     "Pruned",
     "RetriedIds",
@@ -109,17 +117,21 @@ __all__ = [
     "forget_worker",
     "handover_due",
     "heartbeat",
+    "hold_liveness",
     "known_receivers",
+    "liveness_key",
     "mark_handed_over",
     "next_due",
     "prune",
     "relay_seen",
     "release",
     "rescue",
+    "rescue_gone",
     "retry",
     "retry_dead",
     "retry_dead_ids",
     "retry_later",
+    "take_back",
     "unstarted",
     "waiting_for_relay",
     "wake_relay",

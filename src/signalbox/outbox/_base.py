@@ -79,6 +79,9 @@ class Claimed:
     max_attempts: int
     enqueued_at: datetime
     token: uuid.UUID
+    interrupted: int = 0
+    """How many earlier runs were taken back before they finished (see
+    :attr:`signalbox.DeliveryContext.interrupted`)."""
 
 
 def _rows(using: str) -> DeliveryQuerySet:

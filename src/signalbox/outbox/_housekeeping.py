@@ -165,12 +165,23 @@ def prune(
 
 
 def heartbeat(
-    name: str, queues: list[str], receivers: list[str], *, using: str
+    name: str,
+    queues: list[str],
+    receivers: list[str],
+    *,
+    using: str,
+    liveness_key: int | None = None,
 ) -> None:
-    """Record that worker ``name`` is alive and which keys it runs."""
+    """Record that worker ``name`` is alive, which keys it runs, and the
+    advisory lock it holds while it lives (``liveness_key``, or None)."""
     _workers(using).update_or_create(
         name=name,
-        defaults={"queues": queues, "receivers": receivers, "seen_at": Now()},
+        defaults={
+            "queues": queues,
+            "receivers": receivers,
+            "seen_at": Now(),
+            "liveness_key": liveness_key,
+        },
     )
 
 

@@ -109,6 +109,7 @@ def _returned(
             max_attempts=row[5],
             enqueued_at=row[6],
             token=token,
+            interrupted=row[7],
         )
         for row in rows
     ]
@@ -188,6 +189,7 @@ def _claimed(rows: Any, token: uuid.UUID, using: str) -> list[Claimed]:
             max_attempts=row.max_attempts,
             enqueued_at=row.enqueued_at,
             token=token,
+            interrupted=row.interrupted,
         )
         for row in rows.order_by("id")
     ]
@@ -312,20 +314,28 @@ def retry_later(claimed: Claimed, *, delay: timedelta, using: str) -> bool:
     return applied
 
 
-def release(claimed: Sequence[Claimed], *, using: str) -> int:
-    """Give back deliveries that never started (a worker shutting down).
+def release(
+    claimed: Sequence[Claimed], *, using: str, interrupted: bool = False
+) -> int:
+    """Give back deliveries a worker shutting down will not finish.
 
     The attempt counted at the claim is returned, so a shutdown spends none.
+    ``interrupted`` says their receivers had started (the grace period ran
+    out on them): each row's ``interrupted`` count then goes up by one, for
+    the next run to see.
     """
+    changes: dict[str, Any] = {
+        "state": State.AVAILABLE,
+        "attempt": F("attempt") - 1,
+        "lease_token": None,
+        "lease_expires_at": None,
+        "leased_by": "",
+    }
+    if interrupted:
+        changes["interrupted"] = F("interrupted") + 1
     released = 0
     for each in claimed:
-        released += _held(each, using).update(
-            state=State.AVAILABLE,
-            attempt=F("attempt") - 1,
-            lease_token=None,
-            lease_expires_at=None,
-            leased_by="",
-        )
+        released += _held(each, using).update(**changes)
     return released
 
 
@@ -344,21 +354,33 @@ def extend(claimed: Iterable[Claimed], *, lease: timedelta, using: str) -> int:
 def rescue(*, using: str) -> int:
     """Take back rows whose lease expired: retryable, or dead if out of attempts.
 
-    A rescued row keeps its ``scheduled_at``, and so its place among the due
-    rows: it was due when it was claimed, and a crash is no reason to run it
-    behind everything sent since. The attempt counted at the claim stays
-    spent, so a receiver that kills its worker every time still ends dead.
+    See :func:`take_back` for what becomes of each.
     """
-    expired = _rows(using).expired()
-    dead = expired.filter(attempt__gte=F("max_attempts")).update(
+    return take_back(_rows(using).expired())
+
+
+def take_back(rows: Any) -> int:
+    """Take ``rows`` (executing) from the worker that held them, which died or
+    stopped answering: each becomes retryable, or dead if out of attempts.
+
+    The lease token is cleared, so the worker, if only paused, can record
+    nothing for them. Each row's ``interrupted`` count goes up by one: its
+    receiver may have been cut short. A taken-back row keeps its
+    ``scheduled_at``, and so its place among the due rows: it was due when
+    it was claimed, and a crash is no reason to run it behind everything
+    sent since. The attempt counted at the claim stays spent, so a receiver
+    that kills its worker every time still ends dead.
+    """
+    dead = rows.filter(attempt__gte=F("max_attempts")).update(
         state=State.DEAD,
         reason="lease_expired",
         error="The worker holding this delivery stopped answering on its last attempt.",
         finished_at=Now(),
         lease_token=None,
         lease_expires_at=None,
+        interrupted=F("interrupted") + 1,
     )
-    retried = expired.update(
+    retried = rows.update(
         state=State.RETRYABLE,
         reason="lease_expired",
         # Its engine's message was spent on the lost claim, and the relay
@@ -367,5 +389,6 @@ def rescue(*, using: str) -> int:
         handed_over_at=None,
         lease_token=None,
         lease_expires_at=None,
+        interrupted=F("interrupted") + 1,
     )
-    return dead + retried
+    return int(dead + retried)

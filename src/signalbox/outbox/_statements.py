@@ -124,6 +124,11 @@ _TAKEN: tuple[tuple[str, str, Callable[[_Taking], Any]], ...] = (
 )
 _TAKEN_SQL = ", ".join(f"{column} = {sql}" for column, sql, _ in _TAKEN)
 
+_RETURNED = (
+    "id, signal, receiver, payload, attempt, max_attempts, enqueued_at, interrupted"
+)
+"""What a claim returns of each row, in the order ``_leases._returned`` reads."""
+
 
 def taken(token: uuid.UUID, worker: str, lease: timedelta) -> dict[str, Any]:
     """A claim's changes to a row, for the ORM's ``update()``: executing, its
@@ -147,7 +152,7 @@ WHERE id IN (
     LIMIT %s
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id, signal, receiver, payload, attempt, max_attempts, enqueued_at
+RETURNING {_RETURNED}
 """  # noqa: S608 (every part is this module's, never data)
 """One statement that takes due rows. ``{engine}`` and ``{queue}`` are each
 ``column = %s`` for one value, which lets it walk the partial "due" index in
@@ -157,7 +162,7 @@ CLAIM_ONE = f"""
 UPDATE signalbox_delivery SET {_TAKEN_SQL}
 WHERE id = %s AND engine = %s AND receiver = ANY(%s)
   AND {due_sql(_NOW)}
-RETURNING id, signal, receiver, payload, attempt, max_attempts, enqueued_at
+RETURNING {_RETURNED}
 """  # noqa: S608 (every part is this module's, never data)
 """Takes one named row, if it is due; on PostgreSQL, where a row's lock
 makes a concurrent claim of the same row wait and then find it taken."""

@@ -62,6 +62,10 @@ _MOST_AHEAD = 200
 _HAND_OFF_NS = 1_000_000
 """About how much work one hand-over to a pool thread carries (see _chunks)."""
 
+_GONE_EVERY = 1.0
+"""How often, in seconds, a worker on PostgreSQL looks for workers whose
+process is gone (their liveness lock free), to take back their rows."""
+
 
 @dataclass
 class Counts:
@@ -116,6 +120,11 @@ class Worker:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None  # run() makes it
         self._done = threading.Event()
+        # Set to have the heartbeat thread beat now (and when it must end).
+        self._beat = threading.Event()
+        # The advisory lock this worker holds while it lives, on PostgreSQL
+        # and not in burst mode: see signalbox.outbox._liveness.
+        self._liveness = outbox.LivenessLock(using, outbox.liveness_key(self.name))
         self._receivers = registry.registry.background()
         # The aliases whose rows this worker claims: the embedded engine's.
         self._engines = engines.aliases(embedded=True)
@@ -487,17 +496,24 @@ class Worker:
         return threads
 
     def _keep_alive(self) -> None:
+        """Beat every third of a lease (extend, record, rescue), and between
+        beats look for workers that are gone, every :data:`_GONE_EVERY`."""
         interval = max(self.settings.lease.total_seconds() / 3, 0.05)
-        last_bury = 0.0
+        tick = min(interval, _GONE_EVERY)
+        last_beat = last_bury = -float("inf")
         while not self._done.is_set():
-            for task in (self._extend, self._rescue):
-                self._guarded(task)
+            if self._beat.is_set() or time.monotonic() - last_beat >= interval:
+                self._beat.clear()
+                last_beat = time.monotonic()
+                for task in (self._extend, self._rescue):
+                    self._guarded(task)
+            else:
+                self._guarded(self._rescue_gone)
             if time.monotonic() - last_bury > 60:
                 self._guarded(self._bury_unknown)
                 last_bury = time.monotonic()
-            if self._done.wait(interval):
-                connections.close_all()  # this thread's, before it ends
-                return
+            self._beat.wait(tick)
+        connections.close_all()  # this thread's, before it ends
 
     def _guarded(self, task: Callable[[], object]) -> None:
         try:
@@ -514,7 +530,11 @@ class Worker:
             list(self._held.values()), lease=self.settings.lease, using=self.using
         )
         outbox.heartbeat(
-            self.name, self.queues, sorted(self._receivers), using=self.using
+            self.name,
+            self.queues,
+            sorted(self._receivers),
+            using=self.using,
+            liveness_key=self._liveness.key if self._keep_liveness() else None,
         )
 
     def _rescue(self) -> None:
@@ -524,6 +544,31 @@ class Worker:
                 ngettext(
                     "Took back %d delivery whose lease expired.",
                     "Took back %d deliveries whose lease expired.",
+                    rescued,
+                ),
+                rescued,
+            )
+            self._wake.set()
+        self._rescue_gone()
+
+    def _keep_liveness(self) -> bool:
+        """Whether this worker holds its liveness lock (taken again if its
+        connection was lost): only on PostgreSQL, and not in burst mode."""
+        if connections[self.using].vendor != "postgresql" or self.burst:
+            return False
+        try:
+            return self._liveness.keep()
+        except Exception as error:  # the record says none; the next beat tries
+            logger.warning("Could not hold the liveness lock: %s", error)
+            return False
+
+    def _rescue_gone(self) -> None:
+        rescued = outbox.rescue_gone(using=self.using, itself=self.name)
+        if rescued:
+            logger.warning(
+                ngettext(
+                    "Took back %d delivery from a worker whose process is gone.",
+                    "Took back %d deliveries from a worker whose process is gone.",
                     rescued,
                 ),
                 rescued,
@@ -566,10 +611,13 @@ class Worker:
                 for each in self._held.values()
                 if each.id not in self._acknowledging
             ]
-        self._give_back(running, "still running after the grace period")
+        self._give_back(
+            running, "still running after the grace period", interrupted=True
+        )
         for _ in range(self.concurrency):
             self._work.put(None)
         self._done.set()
+        self._beat.set()
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._loop.stop)
         # Joined, so that run() returns with every connection it opened
@@ -585,6 +633,8 @@ class Worker:
         if not self._loop.is_running():
             self._loop.close()
         self._guarded(lambda: outbox.forget_worker(self.name, using=self.using))
+        # Last: until its record is gone, a free lock would say it had died.
+        self._liveness.close()
         self._restore_durability()
         logger.info(
             ngettext(
@@ -620,11 +670,15 @@ class Worker:
             if claimed is not None:
                 unstarted += claimed
 
-    def _give_back(self, claimed: list[outbox.Claimed], why: str) -> None:
+    def _give_back(
+        self, claimed: list[outbox.Claimed], why: str, *, interrupted: bool = False
+    ) -> None:
         if not claimed:
             return
         try:
-            released = outbox.release(claimed, using=self.using)
+            released = outbox.release(
+                claimed, using=self.using, interrupted=interrupted
+            )
         except Exception:  # the leases will expire and bring them back
             logger.exception(
                 ngettext(

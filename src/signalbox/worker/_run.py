@@ -86,7 +86,9 @@ def run_delivery(
     kwargs["signal"] = found.signal
     policy = found.info.policy or Policy()
     token = _current.set(
-        DeliveryContext(claimed.id, claimed.attempt, claimed.enqueued_at)
+        DeliveryContext(
+            claimed.id, claimed.attempt, claimed.enqueued_at, claimed.interrupted
+        )
     )
     try:
         return _attempt(
