@@ -35,7 +35,7 @@ import uuid
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils.translation import ngettext
 
-from signalbox import _connections, conf, engines, outbox, registry
+from signalbox import _connections, conf, engines, outbox, registry, worker
 from signalbox.engines import _handoff
 from signalbox.observe import status
 from signalbox.worker._listen import Listener
@@ -203,16 +203,7 @@ class Relay:
         if now - self._last_rescue >= settings.lease.total_seconds() / 3:
             self._last_rescue = now
             outbox.heartbeat(self.name, [], [], using=self.using)
-            rescued = outbox.rescue(using=self.using)
-            if rescued:
-                logger.warning(
-                    ngettext(
-                        "Took back %d delivery whose lease expired.",
-                        "Took back %d deliveries whose lease expired.",
-                        rescued,
-                    ),
-                    rescued,
-                )
+            worker.rescue_expired(using=self.using, log=logger)
         if now - self._last_bury >= 60:
             self._last_bury = now
             self._bury_unknown()

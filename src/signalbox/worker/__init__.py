@@ -538,16 +538,7 @@ class Worker:
         )
 
     def _rescue(self) -> None:
-        rescued = outbox.rescue(using=self.using)
-        if rescued:
-            logger.warning(
-                ngettext(
-                    "Took back %d delivery whose lease expired.",
-                    "Took back %d deliveries whose lease expired.",
-                    rescued,
-                ),
-                rescued,
-            )
+        if rescue_expired(using=self.using, log=logger):
             self._wake.set()
         self._rescue_gone()
 
@@ -699,6 +690,23 @@ class Worker:
             released,
             why,
         )
+
+
+def rescue_expired(*, using: str, log: logging.Logger) -> int:
+    """Take back the rows whose lease expired (``outbox.rescue``), say how many
+    on ``log`` when there were any, and return that count: the worker's and the
+    relay's rescue alike."""
+    rescued = outbox.rescue(using=using)
+    if rescued:
+        log.warning(
+            ngettext(
+                "Took back %d delivery whose lease expired.",
+                "Took back %d deliveries whose lease expired.",
+                rescued,
+            ),
+            rescued,
+        )
+    return rescued
 
 
 def _by_engine(
