@@ -90,13 +90,11 @@ def next_due(
     when it falls due, not at the next poll. A row handed over already
     waits for its redelivery, which the relay's poll finds.
     """
-    senders = Q(enqueued_at__gte=ago(grace), state=State.AVAILABLE)
-    handed = Q(handed_over_at__gte=F("scheduled_at"))
     found = (
         _rows(using)
         .waiting()
         .filter(engine__in=list(engines))
-        .exclude(senders | handed)
+        .exclude(not_the_relays(grace))
         .aggregate(
             at=Min("scheduled_at"),
             # Never null when ``at`` is not (rows were read).
@@ -171,3 +169,11 @@ def mark_handed_over(handovers: Iterable[Handover], *, using: str) -> int:
             handed_over_at=Now(),
         )
     )
+
+
+def not_the_relays(grace: timedelta) -> Q:
+    """Rows no relay needs to hand over now: written available within
+    ``grace`` (their sender's to hand over), or handed over since they fell
+    due (they wait in their engine's queue)."""
+    senders = Q(enqueued_at__gte=ago(grace), state=State.AVAILABLE)
+    return senders | Q(handed_over_at__gte=F("scheduled_at"))

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, Q
 from django.db.models.functions import Now
 
 from signalbox._states import FINISHED, RETRIABLE, State
 from signalbox.outbox._base import RELAY_PREFIX, _rows, _workers, ago
+from signalbox.outbox._handover import not_the_relays
 
 
 def bury_unknown(
@@ -241,13 +242,11 @@ def waiting_for_relay(
     handed over since they fell due wait in their engine's queue, so an
     engine that keeps up leaves nothing here.
     """
-    senders = Q(enqueued_at__gte=ago(grace), state=State.AVAILABLE)
-    handed = Q(handed_over_at__gte=F("scheduled_at"))
     counted = (
         _rows(using)
         .due()
         .filter(engine__in=list(engines))
-        .exclude(senders | handed)
+        .exclude(not_the_relays(grace))
         .values_list("engine")
         .annotate(count=Count("id"))
         .order_by("engine")
