@@ -42,6 +42,8 @@ LAYERS: dict[str, int] = {
     "signalbox.outbox._base": 2,
     "signalbox.outbox._writing": 2,
     "signalbox.outbox._leases": 2,
+    "signalbox.outbox._claims": 2,
+    "signalbox.outbox._conflicts": 2,
     "signalbox.outbox._claim_mysql": 2,
     "signalbox.outbox._housekeeping": 2,
     "signalbox.outbox._liveness": 2,

@@ -5,7 +5,7 @@ Django creates ``signalbox_delivery_due`` there without its condition, so it
 holds every row: the claim walked it past each finished row still kept (all
 of them sort before a new row), and a SELECT ... FOR UPDATE locks what it
 walks. This index leads with ``state``, so the claim, one query per waiting
-state (outbox._leases), reads and locks only rows it may take. Other
+state (outbox._claim_mysql), reads and locks only rows it may take. Other
 databases keep the partial index and get nothing from this migration; the
 model's state does not know the index, which only the claim's SQL relies on.
 """

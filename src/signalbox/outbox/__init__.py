@@ -18,9 +18,12 @@ write it or not cheaply enough; the ORM writes it everywhere else):
   / ``due_sql``, which ``Delivery.objects.due()`` uses too.
 - ``_libpq.py``: runs those statements through libpq on psycopg 3 (prepared,
   binary), falling back to Django's cursor.
-- ``_leases.py``: the claim per vendor (PostgreSQL one statement; SQLite a
-  plain ``UPDATE``), every transition a lease token guards, and the rescue
-  of expired leases.
+- ``_claims.py``: the claim per vendor (PostgreSQL one statement; SQLite a
+  plain ``UPDATE``), the claim of one row by id, reading claimed rows back.
+- ``_leases.py``: every transition a lease token guards, and the rescue of
+  expired leases.
+- ``_conflicts.py``: running a statement again when the database chose it as
+  a deadlock's victim.
 - ``_claim_mysql.py``: the claim on MySQL/MariaDB, walks of
   ``signalbox_delivery_waiting`` under ``SKIP LOCKED``.
 - ``_writing.py``: the send's INSERT, in the sender's transaction.
@@ -42,6 +45,7 @@ from signalbox.outbox._base import (
     after,
     ago,
 )
+from signalbox.outbox._claims import claim, claim_one, due_owner
 from signalbox.outbox._handover import (
     handover_due,
     mark_handed_over,
@@ -66,11 +70,8 @@ from signalbox.outbox._housekeeping import (
     waiting_for_relay,
 )
 from signalbox.outbox._leases import (
-    claim,
-    claim_one,
     complete,
     complete_many,
-    due_owner,
     extend,
     fail,
     release,

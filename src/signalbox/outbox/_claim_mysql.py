@@ -1,7 +1,7 @@
 """The claim on MySQL and MariaDB: walks of ``signalbox_delivery_waiting``.
 
 Its SQL is :data:`signalbox.outbox._statements.CLAIM_MYSQL`; what the claim
-sets is ``_statements.taken()``, as on every vendor. :mod:`._leases` reads
+sets is ``_statements.taken()``, as on every vendor. :mod:`._claims` reads
 the claimed rows back.
 """
 

@@ -20,6 +20,7 @@ from typing import Any
 from django.db import connections
 
 from signalbox.outbox._base import _rows, _workers
+from signalbox.outbox._conflicts import retried
 from signalbox.outbox._leases import take_back
 
 _GONE = (
@@ -111,6 +112,7 @@ def rescue_gone(*, using: str, itself: str = "") -> int:
             [[key for _, key in gone]],
         )
     names = [name for name, _ in gone]
-    taken = take_back(_rows(using).executing().filter(leased_by__in=names))
+    gone_rows = _rows(using).executing().filter(leased_by__in=names)
+    taken = retried(using, take_back, gone_rows)
     _workers(using).filter(name__in=names).delete()
     return taken

@@ -127,7 +127,7 @@ _TAKEN_SQL = ", ".join(f"{column} = {sql}" for column, sql, _ in _TAKEN)
 _RETURNED = (
     "id, signal, receiver, payload, attempt, max_attempts, enqueued_at, interrupted"
 )
-"""What a claim returns of each row, in the order ``_leases._returned`` reads."""
+"""What a claim returns of each row, in the order ``_claims._returned`` reads."""
 
 
 def taken(token: uuid.UUID, worker: str, lease: timedelta) -> dict[str, Any]:
@@ -182,7 +182,7 @@ the limit, or ``column IN (...)``, which sorts the state's rows first;
 ``{receivers}`` holds a ``%s`` per key. ``{hint}`` names the index where
 it exists, because the optimizer prefers the "due" index, which MySQL holds
 without its condition and a claim would walk past every finished row
-(outbox._leases); a table made without migrations (pytest-django's
+(outbox._claim_mysql); a table made without migrations (pytest-django's
 ``--nomigrations``) lacks it, and naming it there would be an error."""
 
 WAITING_INDEX = "signalbox_delivery_waiting"
