@@ -263,10 +263,19 @@ UPDATE signalbox_delivery AS d SET
     state = 'completed', finished_at = statement_timestamp(), lease_token = NULL,
     lease_expires_at = NULL, reason = ''
 FROM unnest(%s::bigint[], %s::uuid[]) AS held(id, token)
-WHERE d.id = held.id AND d.state = 'executing' AND d.lease_token = held.token
+WHERE d.id = held.id AND d.lease_token = held.token
 RETURNING d.id
 """
-"""Many acknowledgements in one statement, each under its own lease token."""
+"""Many acknowledgements in one statement, each under its own lease token.
+
+It names no state: a row holds a lease token only while it is executing
+(every claim sets both, every way out clears the token), and a "state =
+'executing'" here let the planner walk the partial index of executing rows
+for every acknowledged id. Its statistics, taken when few rows were
+executing, promise one row; a worker acknowledging 3,000 deliveries of a
+backlog then spent 1.6 s comparing 9 million pairs (a generic plan, as a
+prepared statement gets), and drains stalled for seconds. Without it the
+rows are found by primary key: 25 ms."""
 
 
 def may_prepare(connection: BaseDatabaseWrapper) -> bool:
