@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from tests import settings as test_settings
+
 ROOT = Path(__file__).resolve().parent.parent
+# The site does not depend on the database: it is built in the SQLite runs.
+pytestmark = pytest.mark.skipif(
+    test_settings.ENGINE != "sqlite", reason="runs with SIGNALBOX_TEST_DB=sqlite"
+)
 MKDOCS = Path(sys.executable).parent / "mkdocs"
 
 
