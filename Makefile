@@ -70,12 +70,14 @@ services:
 # `make test` builds it first with warnings as errors, so a broken link or
 # docstring fails in seconds rather than after the matrix (the suite builds
 # it again in tests/test_docs_site.py, and runs every sample of the docs in
-# tests/test_docs_snippets.py).
+# tests/test_docs_snippets.py). Never --quiet: MkDocs counts the warnings
+# --strict fails on through its log, so a quiet build passes them.
 docs: $(ENV_MAIN)/.synced
 	NO_MKDOCS_2_WARNING=1 $(ENV_MAIN)/bin/mkdocs serve
 
 docs-check: $(ENV_MAIN)/.synced
-	NO_MKDOCS_2_WARNING=1 $(ENV_MAIN)/bin/mkdocs build --strict --quiet --site-dir "$$(mktemp -d)"
+	@site=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(ENV_MAIN)/bin/mkdocs build --strict \
+		--site-dir "$$site"; built=$$?; rm -rf "$$site"; exit $$built
 
 # The suite runs once per database for each pair, and on MariaDB (or MySQL)
 # on the first pair only, without the tests of the engines on Redis and
