@@ -69,7 +69,10 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{self.page.relative_to(ROOT)}:{self.line}"
+        page = (
+            self.page.relative_to(ROOT) if self.page.is_relative_to(ROOT) else self.page
+        )
+        return f"{page}:{self.line}"
 
 
 def blocks(page: Path) -> list[Block]:
@@ -133,7 +136,8 @@ def run_page(page: Path) -> int:
     from django.conf import settings
     from django.test.utils import override_settings
 
-    name = "docs_snippets." + re.sub(r"\W", "_", str(page.relative_to(DOCS))[:-3])
+    place = page.relative_to(DOCS) if page.is_relative_to(DOCS) else Path(page.name)
+    name = "docs_snippets." + re.sub(r"\W", "_", str(place.with_suffix("")))
     module = types.ModuleType(name)
     sys.modules[name] = module
     namespace = module.__dict__

@@ -44,10 +44,9 @@ def _name(page: Path) -> str:
     return str(page.relative_to(DOCS))
 
 
-@pytest.mark.parametrize("page", [p for p in RUNNABLE if p != TUTORIAL], ids=_name)
-def test_the_python_samples_of_the_page_run(page: Path) -> None:
+def _run_samples(page: Path) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "tests.docs_snippets", str(page)]
-    done = subprocess.run(
+    return subprocess.run(
         command,
         cwd=ROOT,
         env=_env(SIGNALBOX_TEST_DB="sqlite", SIGNALBOX_TEST_DB_SUFFIX="_docs"),
@@ -55,7 +54,35 @@ def test_the_python_samples_of_the_page_run(page: Path) -> None:
         text=True,
         timeout=120,
     )
+
+
+@pytest.mark.parametrize("page", [p for p in RUNNABLE if p != TUTORIAL], ids=_name)
+def test_the_python_samples_of_the_page_run(page: Path) -> None:
+    done = _run_samples(page)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_wrong_sample_fails_and_says_where(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "<!-- snippet-prelude\nfrom signalbox import Signal\n-->\n\n"
+        "```python\nsignal = Signal()\n```\n\n"
+        "```python\nsignal.send(sender=None, order=undefined)\n```\n"
+    )
+    done = _run_samples(page)
+    assert done.returncode != 0
+    assert "NameError: name 'undefined' is not defined" in done.stderr
+    assert f"in the docs sample at {page}:9" in done.stderr  # its fence
+
+
+def test_a_wrong_settings_sample_fails(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        '<!-- snippet: settings -->\n```python\nSIGNALBOX = {"LEASE_SECOND": 30}\n```\n'
+    )
+    done = _run_samples(page)
+    assert done.returncode != 0
+    assert "unknown keys ['LEASE_SECOND']" in done.stderr
 
 
 # Skipping a sample is a decision someone made, with a reason: a new one
@@ -75,17 +102,17 @@ def test_every_skipped_sample_says_why_and_is_counted() -> None:
     assert len(skipped) == SKIPPED, f"{len(skipped)} samples are skipped:\n{listing}"
 
 
-def test_markers_are_checked() -> None:
-    page = DOCS.parent / "tests" / "_unused.md"
+def test_a_misspelt_or_incomplete_marker_is_an_error(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
     page.write_text("<!-- snippet: skip -->\n```python\npass\n```\n")
-    try:
-        with pytest.raises(ValueError, match="needs an argument"):
-            docs_snippets.blocks(page)
-        page.write_text("<!-- snippet: skipp: typo -->\n```python\npass\n```\n")
-        with pytest.raises(ValueError, match="unknown snippet marker 'skipp'"):
-            docs_snippets.blocks(page)
-    finally:
-        page.unlink()
+    with pytest.raises(ValueError, match="needs an argument"):
+        docs_snippets.blocks(page)
+    page.write_text("<!-- snippet: skipp: typo -->\n```python\npass\n```\n")
+    with pytest.raises(ValueError, match="unknown snippet marker 'skipp'"):
+        docs_snippets.blocks(page)
+    page.write_text("```python\npass\n")
+    with pytest.raises(ValueError, match="never closed"):
+        docs_snippets.blocks(page)
 
 
 # The tutorial, followed as a reader would: every `python manage.py` or
