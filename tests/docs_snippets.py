@@ -69,6 +69,7 @@ class Block:
 
     @property
     def where(self) -> str:
+        """``page:line`` of the block's opening fence, for messages."""
         page = (
             self.page.relative_to(ROOT) if self.page.is_relative_to(ROOT) else self.page
         )
