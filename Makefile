@@ -18,7 +18,7 @@ PY312 := $(call find_python,3.12)
 ENV_MAIN := .venvs/py311-dj52
 ENV_NEXT := .venvs/py312-dj61
 
-.PHONY: demo test lint types migrations-check test-matrix lane-main lane-next reliability release-check soak bench services clean help
+.PHONY: demo test lint types migrations-check docs docs-check test-matrix lane-main lane-next reliability release-check soak bench services clean help
 
 help:
 	@echo "make demo   run the example shop's scripted scenario on SQLite"
@@ -26,6 +26,7 @@ help:
 	@echo "            on Python 3.11 + Django 5.2 and Python 3.12 + Django 6.1, and on MariaDB"
 	@echo "make soak   every reliability scenario at full size; the report goes to bench/results/"
 	@echo "make release-check  build the wheel and sdist, twine check them, run a fresh project on the wheel"
+	@echo "make docs   serve the documentation site on http://127.0.0.1:8000, rebuilt on every change"
 	@echo "make bench  signalbox's dispatch against django.dispatch.Signal"
 
 $(UV):
@@ -37,12 +38,12 @@ $(ENV_MAIN)/.synced: $(UV) uv.lock pyproject.toml
 	@bash .ci/mysql-headers.sh
 	UV_PROJECT_ENVIRONMENT=$(ENV_MAIN) $(UV) sync --quiet --locked --python $(PY311) \
 		--group django52 --group test --group lint --group bench --group engines --group mysql \
-		--group release
+		--group release --group docs
 	@touch $@
 
 $(ENV_NEXT)/.synced: $(UV) uv.lock pyproject.toml
 	UV_PROJECT_ENVIRONMENT=$(ENV_NEXT) $(UV) sync --quiet --locked --python $(PY312) \
-		--group django61 --group test --group lint --group engines
+		--group django61 --group test --group lint --group engines --group docs
 	@touch $@
 
 demo: $(ENV_MAIN)/.synced
@@ -64,6 +65,19 @@ migrations-check: $(ENV_MAIN)/.synced $(ENV_NEXT)/.synced
 
 services:
 	@bash .ci/services.sh
+
+# The documentation site (mkdocs.yml, docs/): `make docs` serves it locally;
+# `make test` builds it first with warnings as errors, so a broken link or
+# docstring fails in seconds rather than after the matrix (the suite builds
+# it again in tests/test_docs_site.py, and runs every sample of the docs in
+# tests/test_docs_snippets.py). Never --quiet: MkDocs counts the warnings
+# --strict fails on through its log, so a quiet build passes them.
+docs: $(ENV_MAIN)/.synced
+	NO_MKDOCS_2_WARNING=1 $(ENV_MAIN)/bin/mkdocs serve
+
+docs-check: $(ENV_MAIN)/.synced
+	@site=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(ENV_MAIN)/bin/mkdocs build --strict \
+		--site-dir "$$site"; built=$$?; rm -rf "$$site"; exit $$built
 
 # The suite runs once per database for each pair, and on MariaDB (or MySQL)
 # on the first pair only, without the tests of the engines on Redis and
@@ -120,7 +134,7 @@ soak: $(ENV_MAIN)/.synced
 	SIGNALBOX_RELIABILITY=full SIGNALBOX_RELIABILITY_REPORT=bench/results/reliability-latest.md \
 		SIGNALBOX_RELIABILITY_DOCS=docs/reliability.md $(RELIABILITY)
 
-test: lint types migrations-check test-matrix
+test: lint types migrations-check docs-check test-matrix
 
 bench: $(ENV_MAIN)/.synced services
 	$(ENV_MAIN)/bin/python bench/run.py
@@ -128,4 +142,4 @@ bench: $(ENV_MAIN)/.synced services
 	$(ENV_MAIN)/bin/python bench/engines.py
 
 clean:
-	rm -rf $(TOOLS) .venvs example/db.sqlite3 .pytest_cache .mypy_cache .ruff_cache dist
+	rm -rf $(TOOLS) .venvs example/db.sqlite3 .pytest_cache .mypy_cache .ruff_cache dist site
