@@ -102,7 +102,7 @@ def test_the_check_refuses_an_encoder_that_pickles() -> None:
         [error] = engine.check()
     finally:
         dramatiq.set_encoder(JSONEncoder())
-    assert (error.id, error.level) == ("signalbox.E010", checks.ERROR)
+    assert (error.id, error.level) == ("signalbox.E011", checks.ERROR)
     assert "PickleEncoder" in error.msg
 
 

@@ -81,7 +81,7 @@ class DramatiqEngine(Engine):
         if isinstance(encoder, JSONEncoder):
             return []
         why = f"Dramatiq's encoder is {type(encoder).__name__}, not JSONEncoder"
-        return [checks.Error(why, hint="Remove set_encoder().", id="signalbox.E010")]
+        return [checks.Error(why, hint="Remove set_encoder().", id="signalbox.E011")]
 
     def close(self) -> None:
         self.broker.close()
