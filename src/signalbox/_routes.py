@@ -15,6 +15,7 @@ from signalbox import _refs
 from signalbox._held import held_strongly
 
 Receiver = Callable[..., Any]
+"""A receiver, as Django calls it."""
 
 ROUTES_KEPT = 512
 """Distinct senders remembered per signal before starting over."""
@@ -42,6 +43,7 @@ class Route:
         self.asynchronous = tuple(_reference(r, held) for r in asynchronous)
 
     def resolve(self) -> tuple[list[Receiver], list[Receiver]]:
+        """The synchronous and the coroutine receivers still alive, in order."""
         # Plain loops: on CPython 3.11 a comprehension costs a frame, which is
         # more than the rest of this method.
         synchronous = []

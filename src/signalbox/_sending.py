@@ -20,9 +20,8 @@ from django.dispatch import Signal as DjangoSignal
 
 from signalbox import _compat, _refs, conf, observe, outbox
 from signalbox._adapters import Adapter
-from signalbox._routes import ROUTES_KEPT, Route
+from signalbox._routes import ROUTES_KEPT, Receiver, Route
 
-Receiver = Callable[..., Any]
 Responses = list[tuple[Receiver, Any]]
 
 

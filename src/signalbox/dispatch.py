@@ -1,10 +1,11 @@
-"""Sending signals and connecting receivers that choose how they run.
+"""signalbox's Signal, and connecting receivers that choose how they run.
 
 :class:`Signal` is a drop-in subclass of :class:`django.dispatch.Signal`: the
 same methods, arguments, return values and errors, in Django 5.2 and 6.x. It
-adds two things: every receiver call is timed (see :mod:`signalbox.observe`),
-and the receivers a sender reaches are remembered between sends, which more
-than pays for the timing.
+adds two things, both in how it sends (:mod:`signalbox._sending`): every
+receiver call is timed (see :mod:`signalbox.observe`), and the receivers a
+sender reaches are remembered between sends, which more than pays for the
+timing. This module is the connecting side.
 
 :func:`receiver` and :func:`connect` connect a receiver to *any* Django
 signal with ``run=`` saying how it runs. A plain inline receiver on a
@@ -28,7 +29,8 @@ from django.utils.inspect import func_accepts_kwargs
 from signalbox import _compat, _held, _modes, registry
 from signalbox._adapters import Adapter
 from signalbox._modes import MODES
-from signalbox._sending import Receiver, SendingSignal
+from signalbox._routes import Receiver
+from signalbox._sending import SendingSignal
 from signalbox.registry import ReceiverInfo, Run
 
 F = TypeVar("F", bound=Callable[..., Any])
