@@ -9,9 +9,9 @@ holds the adapter, and the adapter holds the receiver only weakly, so the
 receiver's death releases the adapter, and the adapter's death lets Django
 drop the connection.
 
-One module per way of running: :mod:`._base` (what every adapter is),
-:mod:`._timed` (inline receivers of signals that are not signalbox's),
-:mod:`._on_commit` and :mod:`._background` (the outbox row).
+One module per way of running: ``_base`` (what every adapter is),
+``_timed`` (inline receivers of signals that are not signalbox's),
+``_on_commit`` and ``_background`` (the outbox row).
 """
 
 from __future__ import annotations
