@@ -2,8 +2,8 @@
 
 Each seam (a package such as ``signalbox.outbox``, or a top-level module such
 as ``signalbox.conf``) sits as a whole in one layer: its modules may import
-from their own layer or lower ones, never higher, and seams never import
-each other in a circle. Every import counts, at module level or inside a
+from their own layer or lower ones, never higher, and neither seams nor
+modules import each other in a circle. Every import counts, at module level or inside a
 function (a function-level import still makes the dependency; it only hides
 it from a reader), found by parsing the source with :mod:`ast`. A new seam
 must be given a layer here, which is the moment to decide where it belongs.
@@ -218,6 +218,23 @@ def test_no_seams_import_each_other_in_a_circle() -> None:
             edges.setdefault(seam_of(module), set()).add(seam)
     circles = _circles(edges)
     assert circles == [], f"seams that import each other: {circles}"
+
+
+def test_no_modules_import_each_other_in_a_circle() -> None:
+    # Inside a seam too: a circle behind a function-level import (a package's
+    # __init__ and one of its modules, say) is two modules that cannot be
+    # understood, loaded or tested apart.
+    found = modules()
+    edges: dict[str, set[str]] = {}
+    for module, tree in found.items():
+        for name in imported(tree):
+            target = name
+            while target and target not in found:
+                target = target.rpartition(".")[0]
+            if target.startswith("signalbox") and target != module:
+                edges.setdefault(module, set()).add(target)
+    circles = _circles(edges)
+    assert circles == [], f"modules that import each other: {circles}"
 
 
 def _circles(edges: dict[str, set[str]]) -> list[list[str]]:
