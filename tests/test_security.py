@@ -114,14 +114,14 @@ ALLOWED_BY_NAME: dict[tuple[str, str, str], str] = {
     ("signalbox.management.commands.signalbox", "Command.handle", "getattr"): (
         "the subcommand is one of argparse's fixed choices; it names a method"
     ),
-    ("signalbox.registry", "signal_name", "sys.modules"): (
+    ("signalbox._naming", "signal_name", "sys.modules"): (
         "counts the modules already imported"
     ),
-    ("signalbox.registry", "_name_in", "sys.modules"): (
+    ("signalbox._naming", "_name_in", "sys.modules"): (
         "reads a module already imported, named by the Signal's own "
         "defined_in (set in code), to name the signal; imports nothing"
     ),
-    ("signalbox.registry", "_index_loaded_modules", "sys.modules"): (
+    ("signalbox._naming", "_index_loaded_modules", "sys.modules"): (
         "walks the modules already imported to name a signal; imports nothing"
     ),
 }

@@ -2,19 +2,23 @@
 
 One row per mode says which adapter connects a receiver of that mode, whether
 the receiver must be findable by key from another process, which options it
-takes, and how ``signalbox list`` describes it. Adding a mode means a value
-in :data:`signalbox.registry.Run`, a row in :data:`MODES`, and its adapter in
-:mod:`signalbox._adapters`; :func:`signalbox.connect` reads everything else
-from here.
+takes, and how ``signalbox list`` describes it; :func:`describe` turns a
+connect's arguments into what the registry records, by the row. Adding a mode
+means a value in :data:`signalbox.registry.Run`, a row in :data:`MODES`, and
+its adapter in :mod:`signalbox._adapters`; :func:`signalbox.connect` reads
+everything else from here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
+from django.dispatch import Signal as DjangoSignal
+
+from signalbox import conf, registry
 from signalbox._adapters import (
     Adapter,
     BackgroundReceiver,
@@ -22,8 +26,10 @@ from signalbox._adapters import (
     TimedReceiver,
 )
 from signalbox._travel import OPTIONS as TRAVEL_OPTIONS
+from signalbox._travel import Travel
 from signalbox.exceptions import ReceiverError
-from signalbox.registry import RUN_MODES, Run
+from signalbox.policy import Policy
+from signalbox.registry import RUN_MODES, ReceiverInfo, Run
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +84,52 @@ def mode(run: object) -> tuple[Run, Mode]:
             f"{', '.join(repr(known) for known in MODES)}."
         )
     return run, MODES[run]  # type: ignore[index,return-value]
+
+
+def describe(
+    signal: DjangoSignal,
+    receiver: Callable[..., Any],
+    sender: object,
+    dispatch_uid: Hashable,
+    run: Run,
+    row: Mode,
+    options: dict[str, Any],
+) -> ReceiverInfo:
+    """What the registry records for ``receiver`` connected in mode ``run``.
+
+    Checks the options against the mode's ``row``, and that a keyed mode's
+    receiver can be found again by its key; raises
+    :class:`~signalbox.ReceiverError` naming the receiver and signal otherwise.
+    """
+    options = dict(options)
+    try:
+        travel = Travel.from_options(run, options, row.travel)
+    except ReceiverError as error:
+        raise ReceiverError(str(error), receiver=receiver, signal=signal) from None
+    if options and not row.policy:
+        raise ReceiverError(
+            f"run={run!r} takes {row.takes()}, but got {sorted(options)}.",
+            receiver=receiver,
+            signal=signal,
+        )
+    key = registry.receiver_key(receiver, dispatch_uid)
+    if row.keyed:
+        registry.require_findable(receiver, run, key)
+    policy = Policy.from_options(options) if row.policy else None
+    configured = conf.get().engines
+    if policy is not None and policy.engine not in configured:
+        raise ReceiverError(
+            f"engine={policy.engine!r} is not in settings.SIGNALBOX['ENGINES'], "
+            f"whose aliases are {sorted(configured)}.",
+            receiver=receiver,
+            signal=signal,
+        )
+    return ReceiverInfo(
+        key=key,
+        run=run,
+        sender=registry.describe_sender(sender),
+        location=registry.source_location(receiver),
+        policy=policy,
+        travel=travel,
+        keyed=row.keyed,
+    )

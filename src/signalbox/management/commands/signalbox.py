@@ -51,10 +51,10 @@ from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Q
 from django.utils.translation import ngettext
 
-from signalbox import conf, engines, outbox
+from signalbox import conf, engines, inventory, outbox
 from signalbox.engines.relay import Relay
 from signalbox.models import Delivery
-from signalbox.observe import inventory, status
+from signalbox.observe import status
 from signalbox.worker import DEFAULT_CONCURRENCY, Worker, install_signal_handlers
 
 
