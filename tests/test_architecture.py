@@ -80,6 +80,15 @@ LAYERS: dict[str, int] = {
     "signalbox.management": 5,
     "signalbox.management.commands": 5,
     "signalbox.management.commands.signalbox": 5,
+    "signalbox.testing": 5,
+    "signalbox.testing._hooks": 5,
+    "signalbox.testing._drain": 5,
+    "signalbox.testing._capture": 5,
+    "signalbox.testing._assertions": 5,
+    "signalbox.testing._helpers": 5,
+    "signalbox.testing._records": 5,
+    "signalbox.testing._wrapping": 5,
+    "signalbox.testing.pytest_plugin": 5,
     "signalbox": 6,
 }
 
