@@ -19,7 +19,15 @@ import pytest
 from django.dispatch import Signal as DjangoSignal
 
 import signalbox
+from signalbox.testing import pytest_plugin
 from tests import settings as test_settings
+
+# The kit's fixtures, for signalbox's own tests (dogfooding). An installed
+# signalbox registers the plugin through its pytest11 entry point; the
+# virtualenvs install it editable from one checkout, whose entry point may
+# predate a worktree's, so the fixtures are taken from the source here.
+signalbox_fixture = pytest_plugin.signalbox
+signalbox_marker = pytest_plugin._signalbox_marker
 
 # The reliability scenarios run in a session of their own (make reliability,
 # make soak), which sets SIGNALBOX_RELIABILITY and their settings module.
