@@ -8,8 +8,14 @@ not delivered or an argument cannot travel.
 
 from __future__ import annotations
 
+import io
 import logging
+import re
+import sys
+import types
+import unittest
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -439,3 +445,46 @@ def test_an_on_commit_receivers_error_is_raised_by_drain(
             testing.drain()
     assert "an on-commit receiver raised this" in raised.value.__notes__[0]
     assert [r.levelno for r in caplog.records] == [logging.ERROR]
+
+
+# -- docs/testing.md --------------------------------------------------------
+
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "testing.md"
+
+
+def page_samples() -> tuple[str, list[str]]:
+    """docs/testing.md's hidden prelude and its ```python blocks, in order."""
+    text = PAGE.read_text()
+    prelude = re.search(r"<!-- snippet-prelude\n(.*?)-->", text, re.DOTALL)
+    blocks = re.findall(r"^```python\n(.*?)^```$", text, re.DOTALL | re.MULTILINE)
+    return (prelude.group(1) if prelude else ""), blocks
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_docs_samples_run_and_their_test_cases_pass() -> None:
+    # The docs' own check runs each page's samples; this one also runs the
+    # TestCase and TransactionTestCase the page shows, which defining them
+    # does not.
+    prelude, blocks = page_samples()
+    module = types.ModuleType("docs_testing_page")
+    sys.modules[module.__name__] = module
+    try:
+        exec(prelude, module.__dict__)
+        for number, block in enumerate(blocks, 1):
+            try:
+                exec(
+                    compile(block, f"docs/testing.md, sample {number}", "exec"),
+                    module.__dict__,
+                )
+            except BaseException as error:
+                error.add_note(f"in docs/testing.md's sample {number}")
+                raise
+        cases = [module.PaymentTestCase, module.PaymentTransactionTestCase]
+        suite = unittest.TestSuite(
+            unittest.defaultTestLoader.loadTestsFromTestCase(case) for case in cases
+        )
+        result = unittest.TextTestRunner(stream=io.StringIO()).run(suite)
+        assert result.wasSuccessful(), result.failures + result.errors
+        assert result.testsRun == 2
+    finally:
+        del sys.modules[module.__name__]
