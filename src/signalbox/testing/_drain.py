@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from django.db import connections, router, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q
-from django.utils import timezone
 
 from signalbox import conf, outbox, registry
 from signalbox._adapters import OnCommitReceiver
@@ -90,15 +89,16 @@ def drain(
     First, inside a ``TestCase`` (whose transaction never commits), the
     on-commit receivers still waiting for that commit run, as a commit would
     run them. Then every due background delivery of ``queue`` (every queue
-    when None) on ``using`` (every database the test may use when None) is
-    run through the real codec and runner, one at a time, in this thread:
-    including rows written for other engines, and retries that fall due
-    meanwhile (a zero backoff). ``until="empty"`` also runs rows whose retry
-    or ``delay=`` lies in the future, without waiting, until none waits;
-    ``now`` (a datetime, or a timedelta from now) first makes due the rows
-    scheduled at or before it; what they schedule in turn waits as usual.
-    The database's clock decides what is due, and freezegun or time-machine
-    cannot move it: pass ``now=`` instead (``timezone.now()`` under them).
+    when None) on ``using`` (when None: the default database, and each other
+    one the test may use and has a connection open to) is run through the
+    real codec and runner, one at a time, in this thread: rows written for
+    other engines too, and retries that fall due meanwhile (a zero backoff).
+    ``until="empty"`` also runs rows whose retry or ``delay=`` lies in the
+    future, without waiting, until none waits; ``now`` (a datetime, or a
+    timedelta from the database's now) first makes due the rows scheduled
+    at or before it, and what they schedule in turn waits as usual. The database's clock
+    decides what is due, and freezegun or time-machine cannot move it: pass
+    ``now=`` instead (a timedelta, which no frozen clock shifts).
 
     With ``raise_errors`` (the default) the first receiver exception is
     re-raised as it was raised (its row is already retryable or dead, as a
@@ -214,7 +214,9 @@ def _require_committed(alias: str) -> None:
 
 
 def _databases() -> list[str]:
-    """The databases that hold the outbox and that this test may query."""
+    """The databases that may hold this test's rows: those that hold the
+    outbox, that the test may query, and that this thread has a connection
+    open to (a send opens one), the default one always."""
     from django.test.testcases import _DatabaseFailure
 
     from signalbox.models import Delivery
@@ -224,6 +226,7 @@ def _databases() -> list[str]:
         for alias in connections
         if router.allow_migrate_model(alias, Delivery)
         and not isinstance(connections[alias].cursor, _DatabaseFailure)
+        and (alias == DEFAULT_DB_ALIAS or connections[alias].connection is not None)
     ]
 
 
@@ -243,7 +246,8 @@ def _deliveries(
     engines = list(settings.engines)
     scope = Q(queue__in=queues, receiver__in=keys, engine__in=engines)
     if now is not None:
-        horizon = timezone.now() + now if isinstance(now, timedelta) else now
+        # A timedelta counts from the database's clock, as the rows' times do.
+        horizon = outbox.after(now) if isinstance(now, timedelta) else now
         outbox.bring_forward(scope, until=horizon, using=alias)
     ran: list[Ran] = []
     while True:

@@ -139,7 +139,8 @@ def _async_send(original: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             _sending.reset(token)
             _forget_if_unheard(sent)
-        await sync_to_async(_run_inline)(sent)
+        if _inline():
+            await sync_to_async(_run_inline)(sent)
         return _unwrapped(responses)
 
     return asend
@@ -307,8 +308,7 @@ def _enqueue(original: Callable[..., list[int]]) -> Callable[..., list[int]]:
 
 def _run_inline(sent: Sent) -> None:
     """Run the send's background deliveries now, if an open capture says inline."""
-    with _lock:
-        inline = [each for each in _captures if each.background == "inline"]
+    inline = _inline()
     if not inline:
         return
     for reached in sent.receivers:
@@ -320,3 +320,9 @@ def _run_inline(sent: Sent) -> None:
             finally:
                 for each in inline:
                     each.runs.extend(ran)
+
+
+def _inline() -> list[Capture]:
+    """The open captures that run background receivers at the send."""
+    with _lock:
+        return [each for each in _captures if each.background == "inline"]
