@@ -8,6 +8,7 @@ not delivered or an argument cannot travel.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import re
@@ -27,6 +28,7 @@ import signalbox
 from signalbox import CodecError, Retry, outbox, testing
 from signalbox._states import State
 from signalbox.models import Delivery
+from signalbox.testing import _wrapping as testing_wrapping
 from tests.testapp.models import Note, Order
 
 order_paid = signalbox.Signal()
@@ -428,6 +430,25 @@ class Helpers(TestCase):
             testing.connected_to(audit, order_paid, retries=3),
         ):
             pass
+
+
+def test_the_decorators_wrap_a_coroutine_function_while_it_runs() -> None:
+    seen: list[object] = []
+
+    async def check() -> str:
+        await asyncio.sleep(0)
+        seen.append(testing_wrapping.current())
+        return "ran"
+
+    for decorated in (
+        testing.run_background_inline(check),
+        testing.run_background_inline()(check),
+        testing.capture()(check),
+    ):
+        assert asyncio.run(decorated()) == "ran"
+    assert all(capture is not None for capture in seen)
+    assert [capture.background for capture in seen] == ["inline", "inline", "manual"]
+    assert testing_wrapping.current() is None
 
 
 def test_capture_refuses_an_unknown_background_mode() -> None:

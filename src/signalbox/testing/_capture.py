@@ -11,18 +11,39 @@ signalbox signal, or of any signal signalbox has a receiver on, becomes a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from contextlib import ContextDecorator
-from typing import Any
+from contextlib import AbstractContextManager, ContextDecorator
+from typing import Any, TypeVar, cast
 
+from asgiref.sync import iscoroutinefunction
 from django.db import connections
 from django.dispatch import Signal as DjangoSignal
 
 from signalbox.testing import _drain, _wrapping
 from signalbox.testing._records import Background, Reached, Sent
 
+_F = TypeVar("_F", bound=Callable[..., Any])
 
-class Capture(ContextDecorator):
+
+class _Decorator(ContextDecorator):
+    """A context manager that decorates coroutine functions too (Django's async
+    test methods): ContextDecorator alone would leave the block before the
+    coroutine ran, and the test would pass without running."""
+
+    def __call__(self, func: _F) -> _F:
+        if not iscoroutinefunction(func):
+            return super().__call__(func)
+
+        @functools.wraps(func)
+        async def inner(*args: Any, **kwargs: Any) -> Any:
+            with cast("AbstractContextManager[Any]", self._recreate_cm()):
+                return await func(*args, **kwargs)
+
+        return cast("_F", inner)
+
+
+class Capture(_Decorator):
     """A record of the sends made while it is open (see :func:`capture`)."""
 
     def __init__(self, *, background: Background = "manual") -> None:
@@ -93,7 +114,7 @@ def capture(*, background: Background = "manual") -> Capture:
     return Capture(background=background)
 
 
-class run_background_inline(ContextDecorator):
+class run_background_inline(_Decorator):
     """Run background receivers at the send, through the codec round trip.
 
     As a decorator (``@run_background_inline``, with or without brackets) or
