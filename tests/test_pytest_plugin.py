@@ -47,6 +47,12 @@ PROJECT = {
         @signalbox.receiver(order_paid, run="background")
         def write_note(sender, number, **kwargs):
             Note.objects.create(text=number)
+
+        order_refunded = signalbox.Signal()
+
+        @signalbox.receiver(order_refunded, run="on_commit")
+        def broken(sender, **kwargs):
+            raise RuntimeError("an on-commit receiver the test never drained")
     """,
 }
 
@@ -93,6 +99,13 @@ TESTS = """
 
 
     @pytest.mark.django_db
+    def test_the_teardown_runs_no_receiver(signalbox):
+        from kitapp.receivers import order_refunded
+
+        order_refunded.send(sender=None)
+
+
+    @pytest.mark.django_db
     def test_a_failed_assertion_says_what_was_sent(signalbox):
         order_paid.send(sender=None, number="C1")
         signalbox.assert_delivered(write_note, number="C2")
@@ -117,7 +130,7 @@ def test_the_fixture_and_marker_work_with_db_and_transactional_db(
 ) -> None:
     project.makepyfile(test_kit=TESTS)
     result = project.runpytest_subprocess(*PLUGIN, "-p", "django", "--strict-markers")
-    result.assert_outcomes(passed=4, failed=1)
+    result.assert_outcomes(passed=5, failed=1)
     result.stdout.fnmatch_lines(
         [
             "*AssertionError: assert_delivered(kitapp.receivers.write_note, "

@@ -46,13 +46,16 @@ class _Decorator(ContextDecorator):
 class Capture(_Decorator):
     """A record of the sends made while it is open (see :func:`capture`)."""
 
-    def __init__(self, *, background: Background = "manual") -> None:
+    def __init__(
+        self, *, background: Background = "manual", on_commit_at_exit: bool = True
+    ) -> None:
         if background not in ("manual", "inline"):
             raise ValueError(
                 f"background={background!r}: use 'manual' (rows wait for drain()) "
                 f"or 'inline' (background receivers run at the send)."
             )
         self.background = background
+        self.on_commit_at_exit = on_commit_at_exit
         self.sent: list[Sent] = []
         """Every send recorded, in order."""
         self.runs: list[_drain.Ran] = []
@@ -69,7 +72,7 @@ class Capture(_Decorator):
 
     def __exit__(self, *exc_info: object) -> None:
         _wrapping.close_capture(self)
-        if exc_info[0] is None:
+        if exc_info[0] is None and self.on_commit_at_exit:
             # What captureOnCommitCallbacks(execute=True) does: under a
             # TestCase the on-commit receivers sent in the block run now.
             for alias, before in self._waiting_before.items():
@@ -93,7 +96,9 @@ class Capture(_Decorator):
         return ran
 
 
-def capture(*, background: Background = "manual") -> Capture:
+def capture(
+    *, background: Background = "manual", on_commit_at_exit: bool = True
+) -> Capture:
     """Record every send while the block runs; use as ``with capture() as sent:``.
 
     Records each send of a :class:`signalbox.Signal`, and each send of any
@@ -104,14 +109,16 @@ def capture(*, background: Background = "manual") -> Capture:
     delivery id). Sends behave exactly as without it. On a clean exit inside
     a ``TestCase`` (whose transaction never commits), the on-commit
     receivers sent in the block run, as Django's
-    ``captureOnCommitCallbacks(execute=True)`` runs callbacks.
+    ``captureOnCommitCallbacks(execute=True)`` runs callbacks (unless
+    ``on_commit_at_exit=False``: the pytest fixture's capture ends in the
+    test's teardown, no place to run receivers; ``drain()`` runs them).
 
     ``background="inline"`` also runs each background delivery at once,
     right after the send that wrote it, through the codec and the worker's
     runner (see :func:`run_background_inline`). Captures nest; each records
     every send made while it is open. Works as a decorator too.
     """
-    return Capture(background=background)
+    return Capture(background=background, on_commit_at_exit=on_commit_at_exit)
 
 
 class run_background_inline(_Decorator):

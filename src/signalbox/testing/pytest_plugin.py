@@ -137,7 +137,8 @@ def signalbox(request: pytest.FixtureRequest) -> Iterator[Kit]:
     """
     from signalbox.testing import capture
 
-    with capture(background=_background(request.node)) as recorded:
+    background = _background(request.node)
+    with capture(background=background, on_commit_at_exit=False) as recorded:
         yield Kit(recorded)
 
 
