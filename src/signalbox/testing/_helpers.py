@@ -41,7 +41,9 @@ def muted(signal: DjangoSignal) -> Iterator[DjangoSignal]:
 
     ``send()`` and ``asend()`` return ``[]`` and ``has_listeners()`` is
     False, whatever is connected (connections are kept). A capture still
-    records the sends, each with no receiver reached. Yields the signal.
+    records a :class:`signalbox.Signal`'s sends, each with no receiver
+    reached (another signal's, which reach nobody, it leaves out). Yields
+    the signal.
     """
     swaps = Swaps()
     swaps.swap(signal, "_live_receivers", _nobody)
