@@ -414,6 +414,15 @@ class Helpers(TestCase):
             assert sent.sent[0].receivers == []
             assert order_paid.send(sender=None) == [(audit, "audited")]
 
+    def test_muted_silences_djangos_own_signals_too(self) -> None:
+        with (
+            testing.connected_to(write_note, post_save, sender=Order, run="background"),
+            testing.muted(post_save),
+        ):
+            Order.objects.create(number="H1")
+            assert not post_save.has_listeners(Order)
+        assert not Delivery.objects.exists()
+
     def test_connected_to_disconnects_however_the_block_ends(self) -> None:
         def connect_and_fail() -> None:
             with testing.connected_to(audit, order_paid, dispatch_uid="audit-once"):
