@@ -18,8 +18,17 @@ from typing import Any
 import pytest
 from django.dispatch import Signal as DjangoSignal
 
-import signalbox
+from signalbox import dispatch
+from signalbox.testing import pytest_plugin
 from tests import settings as test_settings
+
+# The kit's fixtures, for signalbox's own tests (dogfooding). An installed
+# signalbox registers the plugin through its pytest11 entry point; the
+# virtualenvs install it editable from one checkout, whose entry point may
+# predate a worktree's, so the fixtures are taken from the source here.
+# (pytest names a conftest's fixture by the attribute that holds it.)
+signalbox = pytest_plugin.signalbox
+_signalbox_marker = pytest_plugin._signalbox_marker
 
 # The reliability scenarios run in a session of their own (make reliability,
 # make soak), which sets SIGNALBOX_RELIABILITY and their settings module.
@@ -104,7 +113,7 @@ def connect() -> Iterator[Callable[..., Any]]:
     made: list[tuple[DjangoSignal, Any, dict[str, Any]]] = []
 
     def _connect(signal: DjangoSignal, receiver: Any, **options: Any) -> Any:
-        signalbox.connect(signal, receiver, **options)
+        dispatch.connect(signal, receiver, **options)
         made.append((signal, receiver, options))
         return receiver
 

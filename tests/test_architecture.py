@@ -72,6 +72,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "signalbox.apps",
         "signalbox.management",
         "signalbox.migrations",
+        "signalbox.testing",
     ),
     # 8. The public names (signalbox/__init__.py).
     ("signalbox",),

@@ -112,6 +112,7 @@ def test_the_wheel_ships_the_package_typed_with_its_migrations(built: Built) -> 
         "signalbox/py.typed",
         "signalbox/migrations/0001_initial.py",
         "signalbox/management/commands/signalbox.py",
+        "signalbox/testing/pytest_plugin.py",
         f"{PREFIX}.dist-info/licenses/LICENSE",
     ):
         assert expected in names, f"{expected} is missing from the wheel"
@@ -252,6 +253,20 @@ def test_the_installed_wheel_is_what_runs(project: Project) -> None:
     assert "site-packages" in where, where
     assert not where.startswith(str(ROOT)), where
     assert versions.split() == [signalbox.__version__] * 2
+
+
+SHOW_PLUGIN = """
+import importlib.metadata
+[plugin] = importlib.metadata.entry_points(group="pytest11", name="signalbox")
+print(plugin.value, plugin.dist.name)
+"""
+
+
+def test_the_installed_wheel_registers_the_pytest_plugin(project: Project) -> None:
+    # What pytest finds in an installed signalbox (the plugin itself is
+    # tested in test_pytest_plugin.py; this virtualenv has no pytest).
+    output = _run([project.python, "-c", SHOW_PLUGIN], project.folder, project.env)
+    assert output.split() == ["signalbox.testing.pytest_plugin", "signalbox"]
 
 
 def test_a_fresh_project_runs_a_background_receiver_from_the_wheel(

@@ -23,12 +23,12 @@ from django.db.models.signals import post_delete
 from django.test import Client, override_settings
 
 import signalbox
-from signalbox import codec, conf
+from signalbox import codec, conf, testing
 from signalbox._states import State
 from signalbox.checks import check_snapshot_exclude
 from signalbox.exceptions import ConfigurationError
 from signalbox.models import Delivery
-from signalbox.worker import Outcome, Worker
+from signalbox.worker import Outcome
 from tests.testapp.models import Order
 
 
@@ -69,10 +69,6 @@ def _clean() -> Iterator[None]:
 def snapshot(instance: models.Model, **options: Any) -> dict[str, Any]:
     payload = codec.encode({"it": instance}, **options)
     return payload["values"]["it"]["v"]  # type: ignore[no-any-return]
-
-
-def drain() -> dict[Outcome, int]:
-    return Worker(burst=True).run().by_outcome
 
 
 # -- password hashes --------------------------------------------------------
@@ -198,38 +194,53 @@ def test_check_reports_models_and_fields_that_do_not_exist() -> None:
 # -- snapshot=False ---------------------------------------------------------
 
 
-@pytest.mark.django_db(transaction=True)
+# Written with signalbox.testing: the `signalbox` fixture's drain() runs the
+# rows through the codec and the worker's runner inside the test's
+# transaction, so these need no committing test case.
+
+
+@pytest.mark.django_db
 def test_without_snapshots_an_instance_travels_as_a_reference(
-    connect: Callable,
+    connect: Callable, signalbox: Any
 ) -> None:
     connect(sent, keep, run="background", snapshot=False)
     order = Order.objects.create(number="A-1")
     sent.send(sender=None, order=order)
     encoded = Delivery.objects.get().payload["kwargs"]["values"]["order"]["v"]
     assert (encoded["fields"], encoded["strings"]) == (None, None)
-    assert drain() == {Outcome.COMPLETED: 1}
+    [run] = signalbox.drain()
+    assert run.outcome is Outcome.COMPLETED
     assert ran[0]["order"] == order
     assert ran[0]["order"].number == "A-1"
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_without_snapshots_a_gone_row_is_a_clear_decode_error(
-    connect: Callable,
+    connect: Callable, signalbox: Any
 ) -> None:
     connect(post_delete, keep, sender=Order, run="background", snapshot=False)
     Order.objects.create(number="A-1").delete()
-    assert drain() == {Outcome.DEAD: 1}
+    with pytest.raises(testing.DeliveryFailed) as failed:
+        signalbox.drain()
+    assert (failed.value.ran.outcome, failed.value.ran.reason) == (
+        Outcome.DEAD,
+        "decode_error",
+    )
     row = Delivery.objects.get()
     assert (row.state, row.reason) == (State.DEAD, "decode_error")
     assert "testapp.Order row is gone" in row.error
     assert "snapshot=False" in row.error
+    assert "testapp.Order row is gone" in str(failed.value)
     assert ran == []
 
 
-@pytest.mark.django_db(transaction=True)
-def test_other_receivers_keep_their_snapshots(connect: Callable) -> None:
+@pytest.mark.django_db
+def test_other_receivers_keep_their_snapshots(
+    connect: Callable, signalbox: Any
+) -> None:
     connect(post_delete, keep, sender=Order, run="background")
     Order.objects.create(number="A-1").delete()
-    assert drain() == {Outcome.COMPLETED: 1}
+    [run] = signalbox.drain()
+    assert run.outcome is Outcome.COMPLETED
     assert ran[0]["instance"].number == "A-1"
     assert codec.from_snapshot(ran[0]["instance"])

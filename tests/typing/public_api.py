@@ -60,3 +60,38 @@ def wiring() -> None:
 async def async_wiring() -> None:
     await order_paid.asend(sender=None)
     await order_paid.asend_robust(sender=None)
+
+
+# -- signalbox.testing --------------------------------------------------------
+
+from datetime import timedelta  # noqa: E402
+
+from signalbox import testing  # noqa: E402
+from signalbox.testing.pytest_plugin import Kit  # noqa: E402
+
+
+def a_test() -> None:
+    with testing.capture() as sent, testing.connected_to(inline, order_paid):
+        order_paid.send(sender=None)
+        ran: list[testing.Ran] = testing.drain(until="empty", now=timedelta(1))
+        outcomes: list[testing.Outcome] = [each.outcome for each in ran]
+        reached: testing.Reached = testing.assert_delivered(inline, sent, x=1)
+        happened: testing.Happened = reached.happened
+        send: testing.Sent = testing.assert_sent(order_paid)
+        testing.assert_not_delivered("a.key")
+    with testing.muted(order_paid), testing.run_background_inline() as inline_capture:
+        runs: list[testing.Ran] = inline_capture.runs
+    del outcomes, happened, send, runs
+
+
+@testing.run_background_inline
+def an_inline_test() -> None: ...
+
+
+@testing.run_background_inline()
+def another_inline_test() -> None: ...
+
+
+def a_pytest_test(signalbox: Kit) -> None:
+    signalbox.drain(raise_errors=False)
+    signalbox.assert_delivered(inline)

@@ -20,7 +20,7 @@ from signalbox._adapters._background import (
     BackgroundReceiver,
     TravellingBackgroundReceiver,
 )
-from signalbox._adapters._base import Adapter
+from signalbox._adapters._base import Adapter, database
 from signalbox._adapters._on_commit import OnCommitReceiver, TravellingOnCommitReceiver
 from signalbox._adapters._timed import AsyncTimedReceiver, TimedReceiver
 
@@ -32,4 +32,5 @@ __all__ = [
     "TimedReceiver",
     "TravellingBackgroundReceiver",
     "TravellingOnCommitReceiver",
+    "database",
 ]

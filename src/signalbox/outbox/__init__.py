@@ -29,7 +29,8 @@ write it or not cheaply enough; the ORM writes it everywhere else):
 - ``_writing.py``: the send's INSERT, in the sender's transaction.
 - ``_handover.py``: the relay's hand-over to engines and its wake-ups.
 - ``_housekeeping.py``: transitions no lease guards: retries by a person,
-  erasure, pruning, burying unknown keys, the workers' own records.
+  bringing rows forward for a test, erasure, pruning, burying unknown keys,
+  the workers' own records.
 - ``_waiting.py``: what waits, for ``signalbox list`` and the checks.
 - ``_base.py``: the row shapes (:class:`Claimed`, ...) and the clock helpers.
 """
@@ -56,6 +57,7 @@ from signalbox.outbox._handover import (
 from signalbox.outbox._housekeeping import (
     Pruned,
     RetriedIds,
+    bring_forward,
     bury_unknown,
     due_for,
     erase_payloads,
@@ -103,6 +105,7 @@ __all__ = [
     "after",
     "ago",
     "batch",
+    "bring_forward",
     "bury_unknown",
     "claim",
     "claim_one",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Count, Q
@@ -38,6 +39,21 @@ def bury_unknown(
             finished_at=Now(),
         )
     )
+
+
+def bring_forward(filter_: Q, *, until: Any = None, using: str) -> int:
+    """Make the waiting rows matching ``filter_`` due now, by the database's clock.
+
+    Only rows not yet due change; with ``until`` (a datetime, or an
+    expression such as :func:`after`), only those scheduled at or before it.
+    Their attempts are left as they are. This is how a test skips a backoff
+    or a delay instead of waiting it out (``signalbox.testing.drain``).
+    Returns how many rows changed.
+    """
+    rows = _rows(using).waiting().filter(filter_).filter(scheduled_at__gt=Now())
+    if until is not None:
+        rows = rows.filter(scheduled_at__lte=until)
+    return rows.update(scheduled_at=Now())
 
 
 def retry(filter_: Q, *, using: str) -> int:
