@@ -165,15 +165,22 @@ def follow(reader: Reader, page: Path = TUTORIAL) -> Followed:
                 visit = [str(reader.python), "manage.py", "shell", "-c", ADMIN_VISIT]
                 printed.append(reader.run(visit, block))
         elif block.kind in {"file", "append"}:
-            target = reader.folder / block.arg
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with target.open("a" if block.kind == "append" else "w") as file:
-                file.write("\n" + block.code if block.kind == "append" else block.code)
+            _write(reader.folder / block.arg, block)
         elif block.kind == "shell":
             ran.append(f"manage.py shell (at {block.where})")
             shell = [str(reader.python), "manage.py", "shell", "-c", block.code]
             printed.append(reader.run(shell, block))
     return Followed(commands=tuple(ran), output="".join(printed))
+
+
+def _write(target: Path, block: Block) -> None:
+    """Write a ``file`` block to ``target``, or add an ``append`` block to it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if block.kind == "append":
+        with target.open("a") as file:
+            file.write("\n" + block.code)
+    else:
+        target.write_text(block.code)
 
 
 def _serves(block: Block) -> bool:
