@@ -25,7 +25,7 @@ help:
 	@echo "make test   lint, types, migrations check and the suite on SQLite and PostgreSQL,"
 	@echo "            on Python 3.11 + Django 5.2 and Python 3.12 + Django 6.1, and on MariaDB"
 	@echo "make soak   every reliability scenario at full size; the report goes to bench/results/"
-	@echo "make release-check  build the wheel and sdist, twine check them, run a fresh project on the wheel"
+	@echo "make release-check  build the wheel and sdist, twine check them, follow the tutorial on the wheel"
 	@echo "make docs   serve the documentation site on http://127.0.0.1:8000, rebuilt on every change"
 	@echo "make bench  signalbox's dispatch against django.dispatch.Signal"
 
@@ -105,8 +105,8 @@ test-matrix: $(ENV_MAIN)/.synced $(ENV_NEXT)/.synced services
 	SIGNALBOX_TEST_DB=sqlite   $(ENV_NEXT)/bin/pytest -q $(BROKERS)
 	SIGNALBOX_TEST_DB=postgres $(ENV_NEXT)/bin/pytest -q $(BROKERS)
 
-# The first pair's SQLite run also builds the wheel and runs a fresh project
-# on it once per `make test` (tests/test_release.py, 30 to 60 s on two cores).
+# The first pair's SQLite run also builds the wheel and follows the tutorial
+# on it once per `make test` (tests/test_release.py, about 30 s on two cores).
 lane-main:
 	SIGNALBOX_TEST_DB=sqlite   SIGNALBOX_RELEASE=1 $(ENV_MAIN)/bin/pytest -q
 	SIGNALBOX_TEST_DB=postgres $(ENV_MAIN)/bin/pytest -q --ignore=$(BROKER_RESTART)
@@ -126,7 +126,7 @@ reliability: $(ENV_MAIN)/.synced
 	SIGNALBOX_RELIABILITY=ci $(RELIABILITY)
 
 # The release's artifacts (docs/development.md, "Releasing"): the wheel and
-# sdist built and checked, and a fresh Django project running the wheel.
+# sdist built and checked, and the tutorial followed on the wheel.
 release-check: $(ENV_MAIN)/.synced
 	SIGNALBOX_RELEASE=1 $(ENV_MAIN)/bin/pytest -q tests/test_release.py
 

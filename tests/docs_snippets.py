@@ -20,9 +20,10 @@ GitHub) says what else the block is:
     ``override_settings`` for the rest of the page, and signalbox's settings
     and engines are loaded from them, so a wrong ``SIGNALBOX`` fails.
 ``<!-- snippet: file PATH -->``, ``append PATH``, ``shell``
-    the tutorial's files and ``manage.py shell`` input: its own test builds
-    the project from them (``tests/test_docs_snippets.py``); elsewhere the
-    block is run like any other.
+    the tutorial's files and ``manage.py shell`` input: ``tests/docs_tutorial.py``
+    builds the project from them and runs it (on the checkout in
+    ``tests/test_docs_snippets.py``, on the built wheel in
+    ``tests/test_release.py``); elsewhere the block is run like any other.
 
 A page may also hold one hidden prelude, run before its first block, for the
 names its samples take as given (``order_paid``, a model):

@@ -2,8 +2,10 @@
 
 Each page's ```` ```python ```` blocks run in a child process
 (``tests/docs_snippets.py`` says how, and which markers a block may carry);
-the tutorial is followed step by step in a fresh project: its files written,
-its ``manage.py`` commands run. ```` ```console ```` samples elsewhere are not
+the tutorial is followed step by step in a fresh project on the checkout's
+``src/`` (``tests/docs_tutorial.py``: its files written, its ``manage.py``
+commands run, its admin visited; ``tests/test_release.py`` follows it again on
+the built wheel). ```` ```console ```` samples elsewhere are not
 run. The reference pages are checked for completeness against the code.
 """
 
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from signalbox import conf
-from tests import docs_snippets
+from tests import docs_snippets, docs_tutorial
 from tests import settings as test_settings
 from tests.docs_snippets import DOCS, ROOT, Block
 
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.skipif(
 
 PAGES = sorted(DOCS.rglob("*.md"))
 RUNNABLE = [page for page in PAGES if docs_snippets.python_blocks(page)]
-TUTORIAL = DOCS / "tutorial.md"
+TUTORIAL = docs_tutorial.TUTORIAL
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -115,66 +116,62 @@ def test_a_misspelt_or_incomplete_marker_is_an_error(tmp_path: Path) -> None:
         docs_snippets.blocks(page)
 
 
-# The tutorial, followed as a reader would: every `python manage.py` or
-# `django-admin` line of its console samples runs in order with its files,
-# except the ones that serve forever or ask questions.
-INTERACTIVE = ("runserver", "createsuperuser", "worker")
-
-
-def _tutorial_steps() -> list[Block]:
-    return docs_snippets.blocks(TUTORIAL)
-
-
-def _commands(block: Block) -> list[list[str]]:
-    commands = []
-    for line in block.code.splitlines():
-        words = shlex.split(line.removeprefix("$ "), comments=True)
-        if not words or words[0] not in {"python", "django-admin"}:
-            continue
-        if words[0] == "python" and words[1:2] != ["manage.py"]:
-            continue
-        rest = words[2:] if words[0] == "python" else words[1:]
-        if any(word in INTERACTIVE for word in rest) and "--burst" not in rest:
-            continue
-        program = ["manage.py"] if words[0] == "python" else ["-m", "django"]
-        commands.append([sys.executable, *program, *rest])
-    return commands
+# The tutorial, followed as a reader would, on the checkout's src/
+# (tests/docs_tutorial.py says how; tests/test_release.py follows it again
+# on the built wheel).
 
 
 def test_the_tutorial_works_as_written(tmp_path: Path) -> None:
     env = _env()
     env.pop("SIGNALBOX_TEST_DB", None)
-    printed: list[str] = []
+    reader = docs_tutorial.Reader(
+        folder=tmp_path,
+        python=Path(sys.executable),
+        django_admin=(sys.executable, "-m", "django"),
+        env=env,
+    )
+    followed = docs_tutorial.follow(reader)
+    assert "django-admin startproject mysite ." in followed.commands
+    assert "manage.py signalbox worker --burst" in followed.commands
+    assert not followed.missing(), followed.output
 
-    def run(command: list[str]) -> None:
-        done = subprocess.run(
-            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-        )
-        printed.append(done.stdout)
-        assert done.returncode == 0, (
-            f"{shlex.join(command)}\n{done.stdout}{done.stderr}"
-        )
 
-    ran = 0
-    for block in _tutorial_steps():
-        if block.lang == "console":
-            for command in _commands(block):
-                run(command)
-                ran += 1
-        elif block.kind == "file":
-            (tmp_path / block.arg).write_text(block.code)
-        elif block.kind == "append":
-            with (tmp_path / block.arg).open("a") as settings:
-                settings.write("\n" + block.code)
-        elif block.kind == "shell":
-            run([sys.executable, "manage.py", "shell", "-c", block.code])
-            ran += 1
-    assert ran >= 8, "the tutorial's commands were not found"
-    output = "".join(printed)
-    assert "background shop.receivers.write_invoice" in output
-    assert "invoices after the send: 0" in output
-    assert "Worker stopped: 1 completed." in output
-    assert "invoices after the worker: 1" in output
+def test_what_the_tutorial_test_expects_is_on_the_page() -> None:
+    assert not docs_tutorial.prints_missing_from_the_page()
+
+
+def test_the_tutorial_runs_only_its_reader_s_commands() -> None:
+    block = Block(
+        page=TUTORIAL,
+        line=1,
+        lang="console",
+        code=(
+            "$ pip install path/to/signalbox-0.1.whl\n"
+            "$ django-admin startproject mysite .  # here\n"
+            "$ python manage.py signalbox worker\n"
+            "$ python manage.py signalbox worker --burst\n"
+            "Worker stopped: 1 completed.\n"
+            "$ python manage.py runserver\n"
+        ),
+    )
+    assert list(docs_tutorial.commands(block)) == [
+        ("django-admin", "startproject", "mysite", "."),
+        ("manage.py", "signalbox", "worker", "--burst"),
+    ]
+
+
+def test_a_failing_tutorial_step_says_where(tmp_path: Path) -> None:
+    page = tmp_path / "tutorial.md"
+    page.write_text("Intro.\n\n```console\n$ python manage.py check\n```\n")
+    reader = docs_tutorial.Reader(
+        folder=tmp_path,
+        python=Path(sys.executable),
+        django_admin=(sys.executable, "-m", "django"),
+        env=_env(),
+    )
+    failed = r"tutorial.md:3: .*manage.py check exited 2"
+    with pytest.raises(AssertionError, match=failed):
+        docs_tutorial.follow(reader, page)
 
 
 # The reference pages name everything a user can set, type or be told.
