@@ -256,10 +256,23 @@ def test_the_command_s_json_is_the_stable_structure() -> None:
     }
 
 
-@pytest.mark.parametrize("option", ["--max-wait", "--max-dead", "--dead-window"])
-def test_the_command_refuses_a_negative_limit(option: str) -> None:
-    with pytest.raises(CommandError, match=option):
-        call_command("signalbox", "health", option, "-1", stdout=StringIO())
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--max-wait", "-1", "number of seconds >= 0, not '-1'"),
+        ("--max-wait", "nan", "number of seconds >= 0, not 'nan'"),
+        ("--dead-window", "soon", "number of seconds >= 0, not 'soon'"),
+        ("--max-dead", "-1", "whole number >= 0, not '-1'"),
+        ("--max-dead", "1.5", "whole number >= 0, not '1.5'"),
+    ],
+)
+def test_the_command_refuses_a_wrong_limit_saying_why(
+    option: str, value: str, expected: str
+) -> None:
+    with pytest.raises(CommandError) as error:
+        call_command("signalbox", "health", f"{option}={value}", stdout=StringIO())
+    assert option in str(error.value)
+    assert expected in str(error.value)
 
 
 # Settings

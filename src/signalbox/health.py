@@ -35,7 +35,7 @@ the answer.
 from __future__ import annotations
 
 import json
-from argparse import ArgumentParser
+from argparse import ArgumentParser, ArgumentTypeError
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -252,17 +252,19 @@ def _relay(using: str) -> Check:
 
 
 def _seconds(value: str) -> timedelta:
-    seconds = float(value)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
     if not seconds >= 0:  # refuses NaN too
-        raise ValueError(value)
+        raise ArgumentTypeError(f"must be a number of seconds >= 0, not {value!r}")
     return timedelta(seconds=seconds)
 
 
 def _count(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError(value)
-    return number
+    if not value.isdigit():
+        raise ArgumentTypeError(f"must be a whole number >= 0, not {value!r}")
+    return int(value)
 
 
 def _where(each: outbox.Waiting) -> str:
