@@ -14,7 +14,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
 
 from signalbox import conf, health, outbox
 from signalbox._states import State
@@ -185,10 +187,13 @@ def test_rows_handed_to_an_engine_and_not_started_fail_engines() -> None:
 def test_rows_only_a_relay_hands_over_fail_relay_while_none_runs() -> None:
     with override_settings(SIGNALBOX=BROKER):
         add(engine="broker", state=State.RETRYABLE)
-        relay = checks()["relay"]
+        add()  # and one for the embedded worker: every query runs
+        with CaptureQueriesContext(connection) as queries:
+            relay = checks()["relay"]
+        assert len(queries) == 6  # as docs/howto/production.md says
         assert (relay["ok"], relay["value"], relay["queues"]) == (False, 1, ["broker"])
         outbox.heartbeat(f"{outbox.RELAY_PREFIX}host", [], [], using="default")
-        assert failed() == []
+        assert failed() == ["workers"]  # the embedded row's
 
 
 # The command
@@ -373,3 +378,16 @@ def test_the_view_shows_no_payload() -> None:
 
 def test_the_view_only_reads() -> None:
     assert bearer(TOKEN).post(URL).status_code == 405
+
+
+def test_the_checks_run_three_queries_at_most_with_the_embedded_engine_alone() -> None:
+    """The grouped due rows, the recent dead count, and the worker records
+    only when rows are due: what the docs promise a load balancer's check
+    costs (none reads a payload)."""
+    with CaptureQueriesContext(connection) as empty:
+        health.check(using="default")
+    add()
+    with CaptureQueriesContext(connection) as waiting:
+        health.check(using="default")
+    assert (len(empty), len(waiting)) == (2, 3)
+    assert not any("payload" in query["sql"] for query in waiting.captured_queries)

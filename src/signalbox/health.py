@@ -26,9 +26,9 @@ Five checks, each with its figure and its limit:
 
 The queries, all on indexes: one grouped read of the due rows (the partial
 index of waiting rows), one count of recent dead rows (the partial index of
-finished rows), one read of the worker records (a row per worker); with an
-engine besides the embedded worker, ``signalbox status``'s two queries for
-unstarted rows and the relay. No payload is read, and nothing of one is in
+finished rows), and, when rows are due, one read of the worker records (a
+row per worker); with an engine besides the embedded worker, ``signalbox
+status``'s queries for unstarted rows and for the relay (two or three). No payload is read, and nothing of one is in
 the answer.
 """
 
