@@ -28,8 +28,8 @@ The queries, all on indexes: one grouped read of the due rows (the partial
 index of waiting rows), one count of recent dead rows (the partial index of
 finished rows), and, when rows are due, one read of the worker records (a
 row per worker); with an engine besides the embedded worker, ``signalbox
-status``'s queries for unstarted rows and for the relay (two or three). No payload is read, and nothing of one is in
-the answer.
+status``'s queries for unstarted rows and for the relay (two or three).
+No payload is read, and nothing of one is in the answer.
 """
 
 from __future__ import annotations
