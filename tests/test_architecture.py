@@ -73,6 +73,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "signalbox.management",
         "signalbox.migrations",
         "signalbox.testing",
+        "signalbox.health",
+        "signalbox.contrib",
     ),
     # 8. The public names (signalbox/__init__.py).
     ("signalbox",),

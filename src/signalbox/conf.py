@@ -35,6 +35,10 @@ DEFAULTS: Mapping[str, Any] = {
     "UNSTARTED_WARNING_SECONDS": 300,
     "SNAPSHOT_EXCLUDE": {},
     "OUTBOX_DATABASES": ("default",),
+    "HEALTH_MAX_WAIT_SECONDS": 300,
+    "HEALTH_MAX_DEAD": 0,
+    "HEALTH_DEAD_WINDOW_SECONDS": 3600,
+    "HEALTH_TOKEN": "",
 }
 
 
@@ -64,6 +68,13 @@ class Settings:
     snapshot_exclude: Mapping[str, frozenset[str]]
     """Fields no model snapshot holds, by lower-case ``app_label.modelname``."""
     outbox_databases: frozenset[str]
+    health_max_wait: timedelta
+    """``signalbox health`` fails when a due row has waited longer."""
+    health_max_dead: int
+    """... or when more rows than this went dead within ``health_dead_window``."""
+    health_dead_window: timedelta
+    health_token: str
+    """The bearer token of :mod:`signalbox.contrib.health`; empty: staff only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +134,10 @@ def _load() -> Settings:
         unstarted_warning=_seconds(values, "UNSTARTED_WARNING_SECONDS"),
         snapshot_exclude=_snapshot_exclude(values),
         outbox_databases=_aliases(values, "OUTBOX_DATABASES"),
+        health_max_wait=_seconds(values, "HEALTH_MAX_WAIT_SECONDS"),
+        health_max_dead=_count(values, "HEALTH_MAX_DEAD"),
+        health_dead_window=_seconds(values, "HEALTH_DEAD_WINDOW_SECONDS", minimum=1),
+        health_token=_token(values, "HEALTH_TOKEN"),
     )
 
 
@@ -142,6 +157,37 @@ def _milliseconds(values: Mapping[str, Any], key: str) -> int:
 
 def _seconds(values: Mapping[str, Any], key: str, minimum: float = 0) -> timedelta:
     return timedelta(seconds=_number(values, key, "seconds", minimum))
+
+
+def _count(values: Mapping[str, Any], key: str) -> int:
+    value = values[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(
+            f"settings.SIGNALBOX[{key!r}] must be a whole number >= 0, not {value!r}."
+        )
+    return value
+
+
+MIN_TOKEN_LENGTH = 32
+"""The shortest ``HEALTH_TOKEN`` accepted: guessing it must be hopeless."""
+
+
+def _token(values: Mapping[str, Any], key: str) -> str:
+    """A secret compared with what a request presents: empty (no token is
+    accepted), or long enough not to be guessed."""
+    value = values[key]
+    if not isinstance(value, str) or 0 < len(value) < MIN_TOKEN_LENGTH:
+        shown = (
+            f"a string of {len(value)} characters"
+            if isinstance(value, str)
+            else f"of type {type(value).__name__}"
+        )
+        raise ConfigurationError(
+            f"settings.SIGNALBOX[{key!r}] must be empty (no token) or a string of "
+            f"at least {MIN_TOKEN_LENGTH} characters, such as "
+            f"secrets.token_urlsafe(32) makes; it is {shown}."
+        )
+    return value
 
 
 def _engines(values: Mapping[str, Any]) -> Mapping[str, EngineSettings]:

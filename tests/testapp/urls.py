@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import URLPattern, URLResolver, path
+from django.urls import URLPattern, URLResolver, include, path
 
 from tests.testapp import views
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", admin.site.urls),
+    path("signalbox/health/", include("signalbox.contrib.health.urls")),
     path("orders/", views.place_order),
     path("orders/non-atomic/", views.place_order_non_atomic),
     path("orders/both/", views.place_order_on_both),

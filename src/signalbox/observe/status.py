@@ -150,6 +150,22 @@ RELAY_HINT = (
 """What to do about :func:`relay_warning`."""
 
 
+def waiting_for_missing_relay(*, using: str) -> dict[str, int]:
+    """How many due rows of each engine wait for a relay when none was seen
+    within two leases (see :func:`relay_warning`); empty when a relay runs,
+    when nothing waits for one, and, at no query, with no engine but the
+    embedded worker."""
+    aliases = engines.aliases(embedded=False)
+    if not aliases:
+        return {}
+    settings = conf.get()
+    if outbox.relay_seen(stale_after=settings.lease * 2, using=using):
+        return {}
+    return outbox.waiting_for_relay(
+        engines=aliases, grace=settings.handover_grace, using=using
+    )
+
+
 def relay_warning(*, using: str) -> str | None:
     """Why rows of an engine other than the embedded worker wait for a
     relay, when they do and no relay was seen within two leases; else None.
@@ -159,17 +175,10 @@ def relay_warning(*, using: str) -> str | None:
     for good. A project with no such engine, or none of whose rows need the
     relay now, is told nothing, and costs no query when it has no engine.
     """
-    aliases = engines.aliases(embedded=False)
-    if not aliases:
-        return None
-    settings = conf.get()
-    if outbox.relay_seen(stale_after=settings.lease * 2, using=using):
-        return None
-    waiting = outbox.waiting_for_relay(
-        engines=aliases, grace=settings.handover_grace, using=using
-    )
+    waiting = waiting_for_missing_relay(using=using)
     if not waiting:
         return None
+    settings = conf.get()
     counts = " and ".join(
         ngettext(
             "%(count)d delivery of engine %(engine)r",

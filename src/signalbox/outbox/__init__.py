@@ -31,7 +31,7 @@ write it or not cheaply enough; the ORM writes it everywhere else):
 - ``_housekeeping.py``: transitions no lease guards: retries by a person,
   bringing rows forward for a test, erasure, pruning, burying unknown keys,
   the workers' own records.
-- ``_waiting.py``: what waits, for ``signalbox list`` and the checks.
+- ``_waiting.py``: what waits, for ``signalbox status``, ``health`` and the checks.
 - ``_base.py``: the row shapes (:class:`Claimed`, ...) and the clock helpers.
 """
 
@@ -64,6 +64,7 @@ from signalbox.outbox._housekeeping import (
     forget_worker,
     heartbeat,
     known_receivers,
+    live_queues,
     prune,
     relay_seen,
     retry,
@@ -87,7 +88,7 @@ from signalbox.outbox._liveness import (
     liveness_key,
     rescue_gone,
 )
-from signalbox.outbox._waiting import Waiting, due_elsewhere, unstarted
+from signalbox.outbox._waiting import Waiting, due_elsewhere, due_per_queue, unstarted
 from signalbox.outbox._writing import batch, enqueue
 
 __all__ = [
@@ -114,6 +115,7 @@ __all__ = [
     "due_elsewhere",
     "due_for",
     "due_owner",
+    "due_per_queue",
     "enqueue",
     "erase_payloads",
     "extend",
@@ -123,6 +125,7 @@ __all__ = [
     "heartbeat",
     "hold_liveness",
     "known_receivers",
+    "live_queues",
     "liveness_key",
     "mark_handed_over",
     "next_due",

@@ -234,6 +234,15 @@ def known_receivers(*, stale_after: timedelta, using: str) -> set[str]:
     return {key for keys in live.values_list("receivers", flat=True) for key in keys}
 
 
+def live_queues(*, stale_after: timedelta, using: str) -> set[str]:
+    """Every queue some embedded worker seen within ``stale_after`` consumes
+    (a relay's record names none)."""
+    live = _workers(using).filter(seen_at__gte=ago(stale_after))
+    return {
+        queue for queues in live.values_list("queues", flat=True) for queue in queues
+    }
+
+
 def relay_seen(*, stale_after: timedelta, using: str) -> bool:
     """Whether a relay recorded its heartbeat within ``stale_after``.
 

@@ -12,10 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from django.db.models import Count, F, Min, Q
+from django.db.models import Count, F, Min, Q, QuerySet
 
 from signalbox.outbox._base import _rows, ago
+
+if TYPE_CHECKING:
+    from signalbox.models import Delivery
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +60,20 @@ def due_elsewhere(
 ) -> list[Waiting]:
     """Per engine and queue, the due rows that a worker claiming ``queues`` of
     ``engines`` does not run: other engines' rows, and other queues'."""
-    rows = (
-        _rows(using)
-        .due()
-        .exclude(engine__in=list(engines), queue__in=list(queues))
-        .values("engine", "queue")
+    due = _rows(using).due()
+    return _per_queue(due.exclude(engine__in=list(engines), queue__in=list(queues)))
+
+
+def due_per_queue(*, using: str) -> list[Waiting]:
+    """Per engine and queue, every due row: one grouped read of the partial
+    index of waiting rows, so its cost follows what waits, not the table."""
+    return _per_queue(_rows(using).due())
+
+
+def _per_queue(rows: QuerySet[Delivery]) -> list[Waiting]:
+    grouped = (
+        rows.values("engine", "queue")
         .annotate(count=Count("id"), due_since=Min("scheduled_at"))
         .order_by("engine", "queue")
     )
-    return [Waiting(**row) for row in rows]
+    return [Waiting(**row) for row in grouped]

@@ -12,6 +12,8 @@
     Deliveries per queue and receiver, by state, with the oldest waiting row's
     age, the keys no running worker knows, and the engine queues whose
     handed-over rows nobody started.
+``health [--json] [--max-wait S] [--max-dead N] [--dead-window S]``
+    OK or FAIL per check, with its figure (:mod:`signalbox.health`); status 1 on a FAIL.
 ``retry [ids ...] [--dead] [--receiver KEY]``
     Make dead deliveries available again, with fresh attempts. Each named id
     that could not be retried is listed with the reason, and the command then
@@ -51,7 +53,7 @@ from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Q
 from django.utils.translation import ngettext
 
-from signalbox import conf, engines, inventory, outbox
+from signalbox import conf, engines, health, inventory, outbox
 from signalbox.engines.relay import Relay
 from signalbox.models import Delivery
 from signalbox.observe import status
@@ -98,6 +100,8 @@ class Command(BaseCommand):
         report = add("status", "Deliveries by state.")
         report.add_argument("--json", action="store_true", help="Print JSON.")
         report.add_argument("--database", default=DEFAULT_DB_ALIAS)
+
+        health.add_options(add("health", "Check the outbox; exit 1 on a failure."))
 
         retry = add("retry", "Retry dead deliveries.")
         retry.add_argument("ids", nargs="*", type=int, help="Delivery ids.")
@@ -193,6 +197,12 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report.as_dict(), indent=2, default=str))
             return
         self.stdout.write(report.as_text())
+
+    def _health(self, options: dict[str, Any]) -> None:
+        verdict = health.check(using=options["database"], limits=health.limits(options))
+        self.stdout.write(verdict.as_json() if options["json"] else verdict.as_text())
+        if not verdict.healthy:
+            raise CommandError(f"Unhealthy: {', '.join(verdict.failed)}.")
 
     def _retry(self, options: dict[str, Any]) -> None:
         ids, receiver = options["ids"], options["receiver"]
