@@ -16,6 +16,9 @@
     Make dead deliveries available again, with fresh attempts. Each named id
     that could not be retried is listed with the reason, and the command then
     exits non-zero.
+``doctor [--json] [--fail-on warning|error] [--modules a,b]``
+    What makes signals slow or fragile here, each finding with its stable id
+    and fix; exits 1 on a finding at or above ``--fail-on``.
 ``prune``
     Delete completed and dead deliveries older than their retention, and
     erase the payloads of dead deliveries older than theirs.
@@ -51,7 +54,7 @@ from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Q
 from django.utils.translation import ngettext
 
-from signalbox import conf, engines, inventory, outbox
+from signalbox import conf, doctor, engines, inventory, outbox
 from signalbox.engines.relay import Relay
 from signalbox.models import Delivery
 from signalbox.observe import status
@@ -104,6 +107,8 @@ class Command(BaseCommand):
         retry.add_argument("--dead", action="store_true", help="Every dead delivery.")
         retry.add_argument("--receiver", help="Dead deliveries of this receiver key.")
         retry.add_argument("--database", default=DEFAULT_DB_ALIAS)
+
+        doctor.add_arguments(add("doctor", "What makes signals slow or fragile."))
 
         prune = add("prune", "Delete old finished deliveries; erase old dead payloads.")
         prune.add_argument("--database", default=DEFAULT_DB_ALIAS)
@@ -272,6 +277,12 @@ class Command(BaseCommand):
             count,
         )
         self.stdout.write(available % {"count": count})
+
+    def _doctor(self, options: dict[str, Any]) -> None:
+        report, failed = doctor.command_report(options)
+        self.stdout.write(report)
+        if failed:
+            raise CommandError(failed, returncode=1)
 
     def _prune(self, options: dict[str, Any]) -> None:
         settings = conf.get()

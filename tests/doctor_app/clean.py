@@ -1,0 +1,74 @@
+"""The seeded receivers done right: the doctor finds nothing here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.signals import user_logged_in
+from django.core.mail import EmailMessage, send_mail
+
+import signalbox
+from tests.doctor_app import helpers
+from tests.doctor_app.signals import clean_order_paid
+
+counted: list[str] = []
+
+
+def mails_in_background(sender: Any, **kwargs: Any) -> None:
+    """E-mail, in a worker."""
+    send_mail("Paid", "Thanks", "shop@example.com", ["customer@example.com"])
+
+
+def mails_a_message_in_background(sender: Any, **kwargs: Any) -> None:
+    """EmailMessage.send, in a worker."""
+    EmailMessage("Paid", "Thanks", to=["customer@example.com"]).send()
+
+
+def describes_inline(sender: Any, **kwargs: Any) -> None:
+    """Inline, and calls only what does not block."""
+    counted.append(helpers.describe(sender))
+
+
+def fetches_in_background(sender: Any, **kwargs: Any) -> None:
+    """The helper that blocks, in a worker."""
+    helpers.refresh_rates()
+
+
+def notes_login(sender: Any, **kwargs: Any) -> None:
+    """On user_logged_in, in the background, without its request."""
+
+
+class Handler:
+    def on_paid(self, sender: Any, **kwargs: Any) -> None:
+        pass
+
+
+handler = Handler()
+
+
+def connect_all() -> None:
+    """Connect the clean receivers: once each, all held."""
+    signalbox.connect(clean_order_paid, mails_in_background, run="background")
+    signalbox.connect(clean_order_paid, mails_a_message_in_background, run="background")
+    signalbox.connect(clean_order_paid, describes_inline)
+    signalbox.connect(clean_order_paid, describes_inline)  # Django ignores it
+    signalbox.connect(clean_order_paid, fetches_in_background, run="background")
+    signalbox.connect(
+        user_logged_in, notes_login, run="background", exclude=["request"]
+    )
+    clean_order_paid.connect(handler.on_paid)
+    clean_order_paid.connect(lambda sender, **kwargs: None, weak=False)
+
+
+def disconnect_all() -> None:
+    """Undo :func:`connect_all`."""
+    for function in (
+        mails_in_background,
+        mails_a_message_in_background,
+        describes_inline,
+        fetches_in_background,
+    ):
+        signalbox.disconnect(clean_order_paid, function)
+    signalbox.disconnect(user_logged_in, notes_login)
+    for connected in list(clean_order_paid._live_receivers(None)[0]):
+        clean_order_paid.disconnect(connected)
