@@ -102,7 +102,7 @@ def _embedded_unconsumed(context: Context) -> Iterator[Finding]:
 
 
 def _unconsumed(where: str, count: int, fix: str) -> Finding:
-    rows = f"{count} deliver{'y waits' if count == 1 else 'ies wait'}"
+    rows = f"{count} due deliver{'y has' if count == 1 else 'ies have'}"
     limit = int(conf.get().unstarted_warning.total_seconds())
     return Finding(
         id="SB131",
@@ -110,8 +110,8 @@ def _unconsumed(where: str, count: int, fix: str) -> Finding:
         subject=where,
         location="-",
         why=(
-            f"{rows} on it for more than {limit} s and no live worker "
-            f"consumes it: its receivers do not run."
+            f"{rows} waited on it for more than {limit} s, and no live "
+            f"worker consumes it: their receivers do not run."
         ),
         fix=fix,
     )

@@ -21,21 +21,17 @@ def blocking_io(context: Context) -> Iterator[Finding]:
             continue
         calls = blocking_calls(function, context.scope)
         if calls:
-            yield _blocking_finding(signal, listing, function, calls[0], len(calls))
+            yield _blocking_finding(signal, listing, function, calls)
 
 
 def _blocking_finding(
     signal: str,
     listing: inventory.ReceiverListing,
     function: object,
-    call: BlockingCall,
-    count: int,
+    calls: list[BlockingCall],
 ) -> Finding:
     file = getattr(getattr(function, "__code__", None), "co_filename", "?")
-    through = f" (through {', then '.join(call.through)})" if call.through else ""
-    more = (
-        f" (and {count - 1} more blocking call{'s' * (count > 2)})" if count > 1 else ""
-    )
+    described = " and ".join(dict.fromkeys(_described(call) for call in calls))
     waits = (
         "every send waits for it"
         if listing.run == "inline"
@@ -53,14 +49,19 @@ def _blocking_finding(
         id="SB101",
         severity=Severity.WARNING,
         subject=listing.key,
-        location=inventory.short_location(f"{file}:{call.line}"),
+        location=inventory.short_location(f"{file}:{calls[0].line}"),
         why=(
-            f"It runs {listing.run} on {signal} and calls{through} {call.name}, "
-            f"which {call.does}{more}: {waits}, and its failures are the "
-            f"sender's."
+            f"It runs {listing.run} on {signal} and calls {described}: "
+            f"{waits}, and its failures are the sender's."
         ),
         fix=fix,
     )
+
+
+def _described(call: BlockingCall) -> str:
+    """``time.sleep (sleeps)``, with the project's functions it goes through."""
+    through = f", through {' then '.join(call.through)}" if call.through else ""
+    return f"{call.name} ({call.does}{through})"
 
 
 def duplicate_connections(context: Context) -> Iterator[Finding]:
