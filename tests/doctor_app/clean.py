@@ -6,12 +6,21 @@ from typing import Any
 
 from django.contrib.auth.signals import user_logged_in
 from django.core.mail import EmailMessage, send_mail
+from django.utils.functional import SimpleLazyObject
 
 import signalbox
 from tests.doctor_app import helpers
 from tests.doctor_app.signals import clean_order_paid
 
 counted: list[str] = []
+
+
+def _never_built() -> Any:
+    raise AssertionError("the doctor built a lazy object it only had to read")
+
+
+rates = SimpleLazyObject(_never_built)
+"""Reading a receiver's code must not build what its names stand for."""
 
 
 def mails_in_background(sender: Any, **kwargs: Any) -> None:
@@ -27,6 +36,12 @@ def mails_a_message_in_background(sender: Any, **kwargs: Any) -> None:
 def describes_inline(sender: Any, **kwargs: Any) -> None:
     """Inline, and calls only what does not block."""
     counted.append(helpers.describe(sender))
+
+
+def reads_a_lazy_object(sender: Any, **kwargs: Any) -> None:
+    """Inline; calls a method of a lazy object the doctor must leave unbuilt."""
+    rates.refresh()
+    counted.append(rates.current)
 
 
 def fetches_in_background(sender: Any, **kwargs: Any) -> None:
@@ -52,6 +67,7 @@ def connect_all() -> None:
     signalbox.connect(clean_order_paid, mails_a_message_in_background, run="background")
     signalbox.connect(clean_order_paid, describes_inline)
     signalbox.connect(clean_order_paid, describes_inline)  # Django ignores it
+    signalbox.connect(clean_order_paid, reads_a_lazy_object)
     signalbox.connect(clean_order_paid, fetches_in_background, run="background")
     signalbox.connect(
         user_logged_in, notes_login, run="background", exclude=["request"]
@@ -66,6 +82,7 @@ def disconnect_all() -> None:
         mails_in_background,
         mails_a_message_in_background,
         describes_inline,
+        reads_a_lazy_object,
         fetches_in_background,
     ):
         signalbox.disconnect(clean_order_paid, function)

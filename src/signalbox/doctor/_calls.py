@@ -17,6 +17,7 @@ import ast
 import builtins
 import inspect
 import textwrap
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -147,7 +148,7 @@ def _instances(tree: ast.AST, namespace: dict[str, Any]) -> dict[str, _Instance]
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
             made = _resolve(node.value, namespace, found)
-            if isinstance(made, _Instance):
+            if type(made) is _Instance:
                 for target in node.targets:
                     if isinstance(target, ast.Name):
                         found[target.id] = made
@@ -167,17 +168,31 @@ def _resolve(
         owner = _resolve(node.value, namespace, local)
         if owner is _UNKNOWN:
             return _UNKNOWN
-        if isinstance(owner, _Instance):
+        if type(owner) is _Instance:
             owner = owner.cls
         try:
             found = inspect.getattr_static(owner, node.attr)
         except AttributeError:
             return _UNKNOWN
-        return getattr(found, "__func__", found)  # staticmethod, classmethod
+        if type(found) in (staticmethod, classmethod):
+            return found.__func__
+        return found
     if isinstance(node, ast.Call):
         made = _resolve(node.func, namespace, local)
-        return _Instance(made) if isinstance(made, type) else _UNKNOWN
+        return _Instance(made) if issubclass(type(made), type) else _UNKNOWN
     return _UNKNOWN
+
+
+_READABLE = (
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodDescriptorType,
+    types.WrapperDescriptorType,
+    type,
+)
+"""What a name may stand for to be read further: functions and classes.
+Anything else (a lazy object above all) is left alone, unasked: asking it
+for an attribute, even through ``isinstance()``, may build it."""
 
 
 def _blocking(target: Any) -> _Blocking | None:
@@ -195,7 +210,7 @@ def _blocking(target: Any) -> _Blocking | None:
 
 
 def _module_and_name(target: Any) -> tuple[str, str]:
-    if target is _UNKNOWN or isinstance(target, _Instance):
+    if not issubclass(type(target), _READABLE):
         return "", ""
     module = getattr(target, "__module__", None)
     name = getattr(target, "__name__", None)
@@ -205,11 +220,13 @@ def _module_and_name(target: Any) -> tuple[str, str]:
 
 
 def _dotted(target: Any) -> str:
-    module, _ = _module_and_name(target)
-    qualname = getattr(target, "__qualname__", None) or getattr(target, "__name__", "?")
-    return f"{module}.{qualname}" if module else str(qualname)
+    """``module.qualname`` of a function or class (what :func:`_blocking`
+    and :func:`_followable` accepted)."""
+    module, name = _module_and_name(target)
+    qualname = getattr(target, "__qualname__", None) or name
+    return f"{module}.{qualname}" if module else name
 
 
 def _followable(target: Any, scope: Scope) -> bool:
     """A function (or method) of the project: its code is read in turn."""
-    return inspect.isfunction(target) and scope.follows(target.__module__)
+    return type(target) is types.FunctionType and scope.follows(target.__module__)

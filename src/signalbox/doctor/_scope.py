@@ -41,8 +41,7 @@ class Scope:
         """The imported modules of the scope that have a Python source file."""
         found = []
         for name, module in sorted(sys.modules.copy().items()):
-            source = getattr(module, "__file__", None) or ""
-            if source.endswith(".py") and self.holds(name):
+            if _source(module).endswith(".py") and self.holds(name):
                 found.append(module)
         return found
 
@@ -50,11 +49,20 @@ class Scope:
 def _is_project(name: str) -> bool:
     if name == "signalbox" or name.startswith("signalbox."):
         return False
-    source = getattr(sys.modules.get(name), "__file__", None)
+    source = _source(sys.modules.get(name))
     if not source:
         return False
     path = os.path.realpath(source)
     return not any(path.startswith(root) for root in _library_roots())
+
+
+def _source(module: object) -> str:
+    """A module's file, read from its ``__dict__``: some entries of
+    ``sys.modules`` are lazy stand-ins that import on attribute access."""
+    if not issubclass(type(module), ModuleType):
+        return ""
+    source = vars(module).get("__file__")
+    return source if isinstance(source, str) else ""
 
 
 @cache

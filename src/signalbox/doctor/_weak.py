@@ -129,7 +129,7 @@ def _is_signalbox_connect(func: ast.expr, namespace: dict[str, Any]) -> bool:
         found = namespace.get(func.id)
     elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
         owner = namespace.get(func.value.id)
-        found = inspect.getattr_static(owner, func.attr, None) if owner else None
+        found = inspect.getattr_static(owner, func.attr, None)
     else:
         return False
     return found is dispatch.connect
