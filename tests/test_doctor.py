@@ -46,6 +46,7 @@ def test_every_seeded_anti_pattern_is_found_in_code() -> None:
         ("SB101", f"{here}.sleeps"),
         ("SB111", f"{here}: lambda sender, **kwargs: None"),
         ("SB111", f"{here}: Handler().on_paid"),
+        ("SB111", f"{here}: partial(mails_on_login, reason='paid')"),
         ("SB111", f"{here}: audit"),
         ("SB111", f"{here}: nested"),
         ("SB112", f"{here}.make_counter.<locals>.count_sends"),
@@ -119,7 +120,7 @@ def doctor_command(*args: str) -> str:
 def test_json_has_a_stable_shape() -> None:
     report = json.loads(doctor_command("--json", "--modules", SEEDED.prefixes[0]))
     assert set(report) == {"findings", "counts", "rules"}
-    assert report["counts"] == {"error": 5, "warning": 6, "info": 0}
+    assert report["counts"] == {"error": 6, "warning": 6, "info": 0}
     assert set(report["findings"][0]) == {
         "id",
         "severity",
@@ -135,7 +136,7 @@ def test_json_has_a_stable_shape() -> None:
 @pytest.mark.django_db
 def test_the_text_report_ends_with_the_counts() -> None:
     text = doctor_command("--modules", SEEDED.prefixes[0])
-    assert text.rstrip().endswith("11 findings: 5 errors, 6 warnings.")
+    assert text.rstrip().endswith("12 findings: 6 errors, 6 warnings.")
     assert doctor_command("--modules", CLEAN.prefixes[0]).strip() == "No findings."
 
 
@@ -255,3 +256,10 @@ def test_rows_handed_over_that_nobody_started() -> None:
         handed_over_at=outbox.ago(timedelta(minutes=30)), handovers=1
     )
     assert outbox_findings() == [("SB131", "engine 'broker', queue 'default'")]
+
+
+def test_the_sample_project_leaves_nothing_connected() -> None:
+    seeded.disconnect_all()
+    clean.disconnect_all()
+    rows = doctor.Context(doctor.Scope(("tests.doctor_app",)), "default").receivers
+    assert rows == []

@@ -61,6 +61,16 @@ class Handler:
 handler = Handler()
 
 
+def the_handler() -> Handler:
+    """A long-lived object, returned by a function: held by this module."""
+    return handler
+
+
+def chosen_receiver() -> Any:
+    """A module-level function, returned by a function."""
+    return describes_inline
+
+
 def connect_all() -> None:
     """Connect the clean receivers: once each, all held."""
     signalbox.connect(clean_order_paid, mails_in_background, run="background")
@@ -73,6 +83,8 @@ def connect_all() -> None:
         user_logged_in, notes_login, run="background", exclude=["request"]
     )
     clean_order_paid.connect(handler.on_paid)
+    clean_order_paid.connect(the_handler().on_paid)
+    clean_order_paid.connect(chosen_receiver(), sender="another sender")
     clean_order_paid.connect(lambda sender, **kwargs: None, weak=False)
 
 
@@ -87,5 +99,6 @@ def disconnect_all() -> None:
     ):
         signalbox.disconnect(clean_order_paid, function)
     signalbox.disconnect(user_logged_in, notes_login)
+    signalbox.disconnect(clean_order_paid, describes_inline, sender="another sender")
     for connected in list(clean_order_paid._live_receivers(None)[0]):
         clean_order_paid.disconnect(connected)

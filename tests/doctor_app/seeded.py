@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from time import sleep
 from typing import Any
 
@@ -70,6 +71,7 @@ def connect_all() -> None:
     seeded_order_paid.connect(make_counter(), weak=False)
     seeded_order_paid.connect(lambda sender, **kwargs: None)
     seeded_order_paid.connect(Handler().on_paid)
+    seeded_order_paid.connect(partial(mails_on_login, reason="paid"))
 
     def audit(sender: Any, **kwargs: Any) -> None:
         pass

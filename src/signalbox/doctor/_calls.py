@@ -155,6 +155,12 @@ def _instances(tree: ast.AST, namespace: dict[str, Any]) -> dict[str, _Instance]
     return found
 
 
+def makes_an_instance(call: ast.Call, namespace: dict[str, Any]) -> bool:
+    """Whether ``call`` calls a class (a new object), resolved through
+    ``namespace`` as calls are; False when that cannot be known."""
+    return type(_resolve(call, namespace, {})) is _Instance
+
+
 def _resolve(
     node: ast.expr, namespace: dict[str, Any], local: dict[str, _Instance]
 ) -> Any:

@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from signalbox import dispatch, inventory
+from signalbox.doctor._calls import makes_an_instance
 from signalbox.doctor._findings import Context, Finding, Severity
 
 
@@ -85,9 +86,14 @@ class _Visitor(ast.NodeVisitor):
     def _why_unheld(self, receiver: ast.expr) -> str | None:
         if isinstance(receiver, ast.Lambda):
             return "it is a lambda"
-        if isinstance(receiver, ast.Attribute) and isinstance(receiver.value, ast.Call):
+        # Only a class's call is known to make a new object: a function may
+        # return one that lives on (a module-level function, a singleton).
+        value = receiver.value if isinstance(receiver, ast.Attribute) else None
+        if isinstance(value, ast.Call) and makes_an_instance(value, self.namespace):
             return "it is a method of an object made for this call"
-        if isinstance(receiver, ast.Call):
+        if isinstance(receiver, ast.Call) and makes_an_instance(
+            receiver, self.namespace
+        ):
             return "it is an object made for this call"
         if isinstance(receiver, ast.Name) and any(
             receiver.id in names for names in self.local_defs[-1:]
