@@ -44,6 +44,7 @@ def test_every_seeded_anti_pattern_is_found_in_code() -> None:
         ("SB101", f"{here}.fetches_through_a_helper"),
         ("SB101", f"{here}.fetches_two_deep"),
         ("SB101", f"{here}.sleeps"),
+        ("SB101", f"{here}.sleeps_in_a_coroutine"),
         ("SB111", f"{here}: lambda sender, **kwargs: None"),
         ("SB111", f"{here}: Handler().on_paid"),
         ("SB111", f"{here}: partial(mails_on_login, reason='paid')"),
@@ -69,6 +70,15 @@ def test_a_finding_says_where_why_and_the_fix() -> None:
     assert finding.location == f"tests/doctor_app/seeded.py:{line}"
     assert "django.core.mail.send_mail" in finding.why
     assert 'run="background"' in finding.fix
+
+
+def test_a_coroutine_that_blocks_is_told_it_stops_its_loop() -> None:
+    [finding] = [
+        f
+        for f in doctor.diagnose(SEEDED, rules=doctor.CODE_RULES)
+        if f.subject.endswith(".sleeps_in_a_coroutine")
+    ]
+    assert "stops its whole event loop" in finding.why
 
 
 def test_blocking_calls_are_followed_into_the_projects_functions() -> None:
@@ -120,7 +130,7 @@ def doctor_command(*args: str) -> str:
 def test_json_has_a_stable_shape() -> None:
     report = json.loads(doctor_command("--json", "--modules", SEEDED.prefixes[0]))
     assert set(report) == {"findings", "counts", "rules"}
-    assert report["counts"] == {"error": 6, "warning": 6, "info": 0}
+    assert report["counts"] == {"error": 6, "warning": 7, "info": 0}
     assert set(report["findings"][0]) == {
         "id",
         "severity",
@@ -136,7 +146,7 @@ def test_json_has_a_stable_shape() -> None:
 @pytest.mark.django_db
 def test_the_text_report_ends_with_the_counts() -> None:
     text = doctor_command("--modules", SEEDED.prefixes[0])
-    assert text.rstrip().endswith("12 findings: 6 errors, 6 warnings.")
+    assert text.rstrip().endswith("13 findings: 6 errors, 7 warnings.")
     assert doctor_command("--modules", CLEAN.prefixes[0]).strip() == "No findings."
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from django.contrib.auth.signals import user_logged_in
@@ -44,6 +45,11 @@ def reads_a_lazy_object(sender: Any, **kwargs: Any) -> None:
     counted.append(rates.current)
 
 
+async def awaits_inline(sender: Any, **kwargs: Any) -> None:
+    """A coroutine that awaits instead of blocking."""
+    await asyncio.sleep(0)
+
+
 def fetches_in_background(sender: Any, **kwargs: Any) -> None:
     """The helper that blocks, in a worker."""
     helpers.refresh_rates()
@@ -78,6 +84,7 @@ def connect_all() -> None:
     signalbox.connect(clean_order_paid, describes_inline)
     signalbox.connect(clean_order_paid, describes_inline)  # Django ignores it
     signalbox.connect(clean_order_paid, reads_a_lazy_object)
+    signalbox.connect(clean_order_paid, awaits_inline)
     signalbox.connect(clean_order_paid, fetches_in_background, run="background")
     signalbox.connect(
         user_logged_in, notes_login, run="background", exclude=["request"]
@@ -86,6 +93,7 @@ def connect_all() -> None:
     clean_order_paid.connect(the_handler().on_paid)
     clean_order_paid.connect(chosen_receiver(), sender="another sender")
     clean_order_paid.connect(lambda sender, **kwargs: None, weak=False)
+    clean_order_paid.connect(lambda sender, **kwargs: None, None, False)
 
 
 def disconnect_all() -> None:
@@ -95,6 +103,7 @@ def disconnect_all() -> None:
         mails_a_message_in_background,
         describes_inline,
         reads_a_lazy_object,
+        awaits_inline,
         fetches_in_background,
     ):
         signalbox.disconnect(clean_order_paid, function)

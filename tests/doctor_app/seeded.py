@@ -41,6 +41,11 @@ def sleeps(sender: Any, **kwargs: Any) -> None:
     sleep(0.01)
 
 
+async def sleeps_in_a_coroutine(sender: Any, **kwargs: Any) -> None:
+    """SB101: time.sleep in a coroutine blocks its event loop."""
+    sleep(0.01)
+
+
 def mails_on_login(sender: Any, **kwargs: Any) -> None:
     """SB120: user_logged_in's request cannot travel."""
 
@@ -66,6 +71,7 @@ def connect_all() -> None:
     seeded_order_paid.connect(fetches_through_a_helper)
     seeded_order_paid.connect(fetches_two_deep)
     seeded_order_paid.connect(sleeps)
+    seeded_order_paid.connect(sleeps_in_a_coroutine)
     signalbox.connect(user_logged_in, mails_on_login, run="background")
     seeded_order_paid.connect(make_counter(), weak=False)
     seeded_order_paid.connect(make_counter(), weak=False)
@@ -91,6 +97,7 @@ def disconnect_all() -> None:
         fetches_through_a_helper,
         fetches_two_deep,
         sleeps,
+        sleeps_in_a_coroutine,
     ):
         signalbox.disconnect(seeded_order_paid, function)
     signalbox.disconnect(user_logged_in, mails_on_login)

@@ -32,11 +32,12 @@ def _blocking_finding(
 ) -> Finding:
     file = getattr(getattr(function, "__code__", None), "co_filename", "?")
     described = " and ".join(dict.fromkeys(_described(call) for call in calls))
-    waits = (
-        "every send waits for it"
-        if listing.run == "inline"
-        else "the request waits for it after the commit"
-    )
+    if listing.coroutine:
+        waits = "a coroutine that blocks stops its whole event loop meanwhile"
+    elif listing.run == "inline":
+        waits = "every send waits for it"
+    else:
+        waits = "the request waits for it after the commit"
     fix = (
         'Connect it with run="background" (a worker runs it, after the '
         'commit); run="on_commit" if it must stay in this process and see '

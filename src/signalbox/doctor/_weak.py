@@ -143,9 +143,12 @@ def _is_signalbox_connect(func: ast.expr, namespace: dict[str, Any]) -> bool:
 
 def _weak(call: ast.Call) -> bool:
     """Whether the call connects weakly: ``weak`` is not ``False``, and the
-    mode is not ``background`` (held strongly, and refused if unfindable)."""
+    mode is not ``background`` (held strongly, and refused if unfindable).
+    ``signal.connect(receiver, sender, weak)`` may pass it third."""
     given = {k.arg: k.value for k in call.keywords if k.arg in ("weak", "run")}
     weak, run = given.get("weak"), given.get("run")
+    if weak is None and len(call.args) > 2 and isinstance(call.func, ast.Attribute):
+        weak = call.args[2]
     if isinstance(weak, ast.Constant) and weak.value is False:
         return False
     return not (isinstance(run, ast.Constant) and run.value == "background")
