@@ -1,4 +1,4 @@
-"""The rules, in the order the report lists them, and running them."""
+"""The list of rules, which of them are system checks, and running them."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ OUTBOX_RULES: tuple[Rule, ...] = (
 """Rules that read the outbox and the workers' records."""
 
 RULES: tuple[Rule, ...] = CODE_RULES + OUTBOX_RULES
-"""Every rule, in the order the report lists their findings."""
+"""Every rule, in the order they run (the report lists findings worst first)."""
 
 CHECKS: dict[str, tuple[Rule, str]] = {
     "SB101": (blocking_io, "signalbox.W020"),
