@@ -67,6 +67,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 7. Interfaces: what people use to look and act.
     (
         "signalbox.inventory",
+        "signalbox.doctor",
         "signalbox.checks",
         "signalbox.admin",
         "signalbox.apps",

@@ -111,6 +111,19 @@ ALLOWED_BY_NAME: dict[tuple[str, str, str], str] = {
         "reads the fields dataclasses.fields() lists for a registered type, "
         "at send time, from the value being sent"
     ),
+    ("signalbox.doctor._calls", "_resolve", "getattr"): (
+        "looks a name a receiver's source calls up among the builtins, for "
+        "signalbox doctor; the name comes from the project's code, never "
+        "from a row, and the value is only read"
+    ),
+    ("signalbox.doctor._scope", "Scope.modules", "sys.modules"): (
+        "lists the modules already imported, for signalbox doctor to read "
+        "their source; it imports nothing"
+    ),
+    ("signalbox.doctor._scope", "_is_project", "sys.modules"): (
+        "finds an already imported module by the name a connected receiver's "
+        "__module__ gives, to read its file's path; it imports nothing"
+    ),
     ("signalbox.management.commands.signalbox", "Command.handle", "getattr"): (
         "the subcommand is one of argparse's fixed choices; it names a method"
     ),

@@ -11,7 +11,7 @@ from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
-from signalbox import _travel, conf, engines, registry
+from signalbox import _travel, conf, doctor, engines, registry
 from signalbox.exceptions import ConfigurationError
 from signalbox.observe import status
 
@@ -220,3 +220,23 @@ def check_relay(
                 )
             )
     return messages
+
+
+@checks.register()
+def check_receivers(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """The doctor's rules that read only code, as warnings: a receiver in the
+    request doing blocking I/O (``signalbox.W020``), a weak connection
+    nothing holds (``signalbox.W021``), a receiver connected twice
+    (``signalbox.W022``). See ``manage.py signalbox doctor``."""
+    check_ids = {finding: check for finding, (_, check) in doctor.CHECKS.items()}
+    rules = tuple(rule for rule, _ in doctor.CHECKS.values())
+    return [
+        checks.Warning(
+            f"{finding.subject} ({finding.location}): {finding.why}",
+            hint=f"{finding.fix} (signalbox doctor {finding.id})",
+            id=check_ids[finding.id],
+        )
+        for finding in doctor.diagnose(rules=rules)
+    ]

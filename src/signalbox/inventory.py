@@ -68,10 +68,23 @@ def connected_receivers() -> list[SignalListing]:
     """Every signal that has receivers now, sorted by name, with its receivers."""
     listings = []
     for signal in _all_signals():
-        receivers = _receivers_of(signal)
+        receivers = tuple(listing for listing, _ in _receivers_of(signal))
         if receivers:
             listings.append(SignalListing(registry.signal_name(signal), receivers))
     return sorted(listings, key=lambda listing: listing.signal)
+
+
+def connected_callables() -> list[tuple[str, ReceiverListing, Callable[..., Any]]]:
+    """What :func:`connected_receivers` lists, one connection a row, with the
+    signal's name and the function that runs (the receiver itself, not the
+    adapter signalbox connected in its place): for a reader of its code, such
+    as ``signalbox doctor``."""
+    found = []
+    for signal in _all_signals():
+        name = registry.signal_name(signal)
+        for listing, function in _receivers_of(signal):
+            found.append((name, listing, function))
+    return sorted(found, key=lambda row: row[0])
 
 
 def _all_signals() -> list[Signal]:
@@ -86,13 +99,22 @@ def _all_signals() -> list[Signal]:
     return list(found.values())
 
 
-def _receivers_of(signal: Signal) -> tuple[ReceiverListing, ...]:
+def _receivers_of(
+    signal: Signal,
+) -> list[tuple[ReceiverListing, Callable[..., Any]]]:
     any_sender = _live(signal, _NoSender())
-    listed = [_listing(signal, receiver, None) for receiver in any_sender]
+    listed = [_listed(signal, receiver, None) for receiver in any_sender]
     for sender in _candidate_senders(signal):
         specific = _without(_live(signal, sender), any_sender)
-        listed.extend(_listing(signal, receiver, sender) for receiver in specific)
-    return tuple(listed)
+        listed.extend(_listed(signal, receiver, sender) for receiver in specific)
+    return listed
+
+
+def _listed(
+    signal: Signal, receiver: Callable[..., Any], sender: object
+) -> tuple[ReceiverListing, Callable[..., Any]]:
+    function = receiver.receiver if isinstance(receiver, Adapter) else receiver
+    return _listing(signal, receiver, sender), function or receiver
 
 
 class _NoSender:
@@ -148,7 +170,7 @@ def _listing(
             key=info.key,
             run=info.run,
             sender=info.sender,
-            location=_short(info.location),
+            location=short_location(info.location),
             connected_by="signalbox",
             coroutine=coroutine,
             untravelled=tuple(_travel.left_in(name, info.keyed, info.travel)),
@@ -157,13 +179,15 @@ def _listing(
         key=registry.receiver_key(receiver),
         run="inline",
         sender=registry.describe_sender(sender),
-        location=_short(registry.source_location(receiver)),
+        location=short_location(registry.source_location(receiver)),
         connected_by="django",
         coroutine=coroutine,
     )
 
 
-def _short(location: str) -> str:
+def short_location(location: str) -> str:
+    """``file:line`` with the file relative to the current directory when it
+    is under it (as people read it in a project), else as given."""
     path, _, line = location.rpartition(":")
     if not path:
         return location

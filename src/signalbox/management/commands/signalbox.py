@@ -18,6 +18,9 @@
     Make dead deliveries available again, with fresh attempts. Each named id
     that could not be retried is listed with the reason, and the command then
     exits non-zero.
+``doctor [--json] [--fail-on warning|error] [--modules a,b]``
+    What makes signals slow or fragile here, each finding with its stable id
+    and fix; exits 1 on a finding at or above ``--fail-on``.
 ``prune``
     Delete completed and dead deliveries older than their retention, and
     erase the payloads of dead deliveries older than theirs.
@@ -32,15 +35,10 @@ worker or a relay has to say.
 from __future__ import annotations
 
 import _thread
-import argparse
-import contextlib
-import copy
 import json
-import logging
 import signal
 import socket
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 from django.core.management.base import (
@@ -53,8 +51,9 @@ from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Q
 from django.utils.translation import ngettext
 
-from signalbox import conf, engines, health, inventory, outbox
+from signalbox import conf, doctor, engines, health, inventory, outbox
 from signalbox.engines.relay import Relay
+from signalbox.management._options import common_options, logging_at, positive
 from signalbox.models import Delivery
 from signalbox.observe import status
 from signalbox.worker import DEFAULT_CONCURRENCY, Worker, install_signal_handlers
@@ -64,7 +63,7 @@ class Command(BaseCommand):
     help = "Inspect and run signalbox: `manage.py signalbox <subcommand> --help`."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        common = _common_options(parser)
+        common = common_options(parser)
         subcommands = parser.add_subparsers(
             dest="subcommand", required=True, metavar="subcommand"
         )
@@ -81,13 +80,11 @@ class Command(BaseCommand):
         worker.add_argument(
             "--queues", default="default", help="Comma-separated queues."
         )
-        worker.add_argument(
-            "--concurrency", type=_positive, default=DEFAULT_CONCURRENCY
-        )
+        worker.add_argument("--concurrency", type=positive, default=DEFAULT_CONCURRENCY)
         worker.add_argument(
             "--burst", action="store_true", help="Exit 0 once nothing is due."
         )
-        worker.add_argument("--max-deliveries", type=_positive, default=None)
+        worker.add_argument("--max-deliveries", type=positive, default=None)
         worker.add_argument("--database", default=DEFAULT_DB_ALIAS)
         worker.add_argument(
             "--relay", action="store_true", help="Also run the relay (see relay)."
@@ -109,11 +106,13 @@ class Command(BaseCommand):
         retry.add_argument("--receiver", help="Dead deliveries of this receiver key.")
         retry.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
+        doctor.add_arguments(add("doctor", "What makes signals slow or fragile."))
+
         prune = add("prune", "Delete old finished deliveries; erase old dead payloads.")
         prune.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        with _logging_at(options["verbosity"]):
+        with logging_at(options["verbosity"]):
             getattr(self, f"_{options['subcommand']}")(options)
 
     def _list(self, options: dict[str, Any]) -> None:
@@ -283,6 +282,12 @@ class Command(BaseCommand):
         )
         self.stdout.write(available % {"count": count})
 
+    def _doctor(self, options: dict[str, Any]) -> None:
+        report, failed = doctor.command_report(options)
+        self.stdout.write(report)
+        if failed:
+            raise CommandError(failed, returncode=1)
+
     def _prune(self, options: dict[str, Any]) -> None:
         settings = conf.get()
         pruned = outbox.prune(
@@ -307,64 +312,6 @@ class Command(BaseCommand):
         self.stdout.write(f"{completed} and {dead}; {erased}.")
 
 
-_LOG_LEVELS = {0: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}
-"""What ``-v`` makes of the ``signalbox`` loggers' level; 1 leaves LOGGING's."""
-
-
-@contextlib.contextmanager
-def _logging_at(verbosity: int) -> Iterator[None]:
-    """Apply ``-v`` to the ``signalbox`` loggers while a subcommand runs: what
-    a worker or a relay logs is most of what they say.
-
-    0 shows warnings and errors only, 1 leaves the level LOGGING set, 2 shows
-    INFO (start-up, hand-overs, stops) and 3 DEBUG too. At 2 and 3, when no
-    handler would show signalbox's records (Django's default LOGGING has none
-    for them), one on stderr does, so that ``-v 2`` always shows more. Both
-    are undone on the way out.
-    """
-    level = _LOG_LEVELS.get(verbosity)
-    if level is None:
-        yield
-        return
-    logger = logging.getLogger("signalbox")
-    previous, added = logger.level, None
-    if level < logging.WARNING and not logger.hasHandlers():
-        added = logging.StreamHandler()
-        added.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        )
-        logger.addHandler(added)
-    logger.setLevel(level)
-    try:
-        yield
-    finally:
-        logger.setLevel(previous)
-        if added is not None:
-            logger.removeHandler(added)
-
-
-def _common_options(parser: CommandParser) -> CommandParser:
-    """Django's common options (``-v``, ``--settings``, ``--traceback``, …) as
-    a parent parser for the subcommands.
-
-    argparse gives everything after a subcommand's name to that subcommand's
-    parser, which refuses options it was not given: ``signalbox relay -v 2``
-    failed. These are copies of the options ``parser`` holds when
-    ``add_arguments`` runs (Django adds its own first), whatever the Django
-    version offers. Their default is "absent", so a subcommand given none
-    keeps what was given before its name (``signalbox -v 2 relay``), or
-    Django's default.
-    """
-    common = CommandParser(add_help=False)
-    for action in parser._actions:
-        if isinstance(action, argparse._HelpAction):
-            continue
-        copied = copy.copy(action)
-        copied.default = argparse.SUPPRESS
-        common._add_action(copied)
-    return common
-
-
 def _left_to_others(worker: Worker) -> list[str]:
     """What is due that ``worker`` does not run (another engine's rows, other
     queues'), with how to run it: so that "nothing ran" does not read as
@@ -385,10 +332,3 @@ def _left_to_others(worker: Worker) -> list[str]:
         ) % (each.count,)
         lines.append(f"{due} for {where}, not run by this worker: start {hint}.")
     return lines
-
-
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(value)
-    return number
