@@ -612,10 +612,12 @@ def test_a_stream_of_deliveries_leaves_its_completions_to_one_later_statement(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from signalbox.engines import remote
+    from signalbox.worker import _acks
 
-    # Long enough that neither the keeper nor a slow machine gets in between.
-    monkeypatch.setattr(remote, "ACK_DELAY", 5.0)
-    monkeypatch.setattr(remote._acks, "_ended", 0.0)  # no delivery just ended
+    # Long enough that neither the acknowledger nor a slow machine gets in
+    # between.
+    monkeypatch.setattr(_acks, "ACK_DELAY", 5.0)
+    monkeypatch.setattr(_acks.deferred, "_ended", 0.0)  # no delivery just ended
     first, second, third = sent_to_the_broker(3)
     statements: list[str] = []
 
@@ -630,7 +632,7 @@ def test_a_stream_of_deliveries_leaves_its_completions_to_one_later_statement(
         # A lone delivery writes its own completion before it returns.
         assert deliver(first, engine="broker", defer_ack=True) == Outcome.COMPLETED
         assert state(first) == State.COMPLETED
-        # Those that follow closely leave theirs to the keeper's thread ...
+        # Those that follow closely leave theirs to the acknowledger ...
         assert deliver(second, engine="broker", defer_ack=True) == Outcome.COMPLETED
         assert state(second) == State.EXECUTING
         # ... and a redelivery meanwhile finds the row leased: runs nothing.
@@ -638,21 +640,21 @@ def test_a_stream_of_deliveries_leaves_its_completions_to_one_later_statement(
         assert deliver(third, engine="broker", defer_ack=True) == Outcome.COMPLETED
     assert sum("'completed'" in s for s in statements) == 1  # the lone one's
     assert (state(second), state(third)) == (State.EXECUTING, State.EXECUTING)
-    remote.write_acks()  # what the keeper, worker_process_shutdown and atexit do
+    remote.write_acks()  # what worker_process_shutdown and atexit do
     assert (state(second), state(third)) == (State.COMPLETED, State.COMPLETED)
     assert [n for n, _ in ran] == [0, 1, 2]
 
 
 @pytest.mark.postgres
-def test_a_deferred_completion_is_written_by_the_keeper_soon_after() -> None:
-    from signalbox.engines import remote
+def test_a_deferred_completion_is_written_by_the_acknowledger_soon_after() -> None:
+    from signalbox.worker import _acks
 
     first, second = sent_to_the_broker(2)
     deliver(first, engine="broker", defer_ack=True)
     assert deliver(second, engine="broker", defer_ack=True) == Outcome.COMPLETED
     deadline = time.monotonic() + 2
     while Delivery.objects.completed().count() < 2 and time.monotonic() < deadline:
-        time.sleep(remote.ACK_DELAY)
+        time.sleep(_acks.ACK_DELAY)
     assert Delivery.objects.completed().count() == 2
 
 
@@ -666,21 +668,19 @@ def test_deliver_inside_a_transaction_never_defers_its_completion() -> None:
 
 
 @pytest.mark.postgres
-def test_write_acks_returns_after_a_write_the_keeper_has_under_way(
+def test_write_acks_returns_after_a_write_the_acknowledger_has_under_way(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # At exit (atexit, Celery's worker_process_shutdown) write_acks() is the
-    # last chance: if it returned while the keeper's thread was still
+    # last chance: if it returned while the acknowledger's thread was still
     # writing, the process would end under that write and the rows run again.
     import threading
 
     from signalbox.engines import remote
+    from signalbox.worker import _acks
 
-    monkeypatch.setattr(remote, "ACK_DELAY", 5.0)  # the keeper stays out of it
-    monkeypatch.setattr(remote._acks, "_ended", 0.0)
+    monkeypatch.setattr(_acks.deferred, "_ended", 0.0)
     first, second = sent_to_the_broker(2)
-    deliver(first, engine="broker", defer_ack=True)
-    deliver(second, engine="broker", defer_ack=True)  # deferred
     entered, release = threading.Event(), threading.Event()
     complete_many = outbox.complete_many
 
@@ -690,6 +690,9 @@ def test_write_acks_returns_after_a_write_the_keeper_has_under_way(
         return complete_many(claims, using=using)
 
     monkeypatch.setattr(outbox, "complete_many", slow_complete_many)
+    deliver(first, engine="broker", defer_ack=True)  # alone: written at once
+    deliver(second, engine="broker", defer_ack=True)  # deferred
+    assert entered.wait(5)  # the acknowledger writes it, ACK_DELAY later
 
     def on_a_thread(target: Any) -> threading.Thread:
         def run() -> None:
@@ -702,14 +705,12 @@ def test_write_acks_returns_after_a_write_the_keeper_has_under_way(
         thread.start()
         return thread
 
-    keeper = on_a_thread(remote._acks.write)  # as the keeper's thread does
-    assert entered.wait(5)
     exiting = on_a_thread(remote.write_acks)
     exiting.join(0.3)
     assert exiting.is_alive()  # waits for the write under way
     release.set()
-    keeper.join(5)
     exiting.join(5)
+    assert not exiting.is_alive()
     assert Delivery.objects.get(pk=second).state == State.COMPLETED
 
 
