@@ -72,6 +72,7 @@ LAYERS: dict[str, int] = {
     "signalbox.worker._heartbeat": 4,
     "signalbox.worker._housekeeping": 4,
     "signalbox.worker._in_transaction": 4,
+    "signalbox.worker._keeper": 4,
     "signalbox.worker._leases": 4,
     "signalbox.worker._names": 4,
     "signalbox.worker._pace": 4,

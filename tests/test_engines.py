@@ -612,12 +612,11 @@ def test_a_stream_of_deliveries_leaves_its_completions_to_one_later_statement(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from signalbox.engines import remote
-    from signalbox.worker import _acks
+    from signalbox.worker import _keeper
 
-    # Long enough that neither the acknowledger nor a slow machine gets in
-    # between.
-    monkeypatch.setattr(_acks, "ACK_DELAY", 5.0)
-    monkeypatch.setattr(_acks.deferred, "_ended", 0.0)  # no delivery just ended
+    # Long enough that neither the keeper nor a slow machine gets in between.
+    monkeypatch.setattr(_keeper, "ACK_DELAY", 5.0)
+    monkeypatch.setattr(_keeper.keeper, "_ended", 0.0)  # no delivery just ended
     first, second, third = sent_to_the_broker(3)
     statements: list[str] = []
 
@@ -632,7 +631,7 @@ def test_a_stream_of_deliveries_leaves_its_completions_to_one_later_statement(
         # A lone delivery writes its own completion before it returns.
         assert deliver(first, engine="broker", defer_ack=True) == Outcome.COMPLETED
         assert state(first) == State.COMPLETED
-        # Those that follow closely leave theirs to the acknowledger ...
+        # Those that follow closely leave theirs to the keeper's thread ...
         assert deliver(second, engine="broker", defer_ack=True) == Outcome.COMPLETED
         assert state(second) == State.EXECUTING
         # ... and a redelivery meanwhile finds the row leased: runs nothing.
@@ -646,15 +645,15 @@ def test_a_stream_of_deliveries_leaves_its_completions_to_one_later_statement(
 
 
 @pytest.mark.postgres
-def test_a_deferred_completion_is_written_by_the_acknowledger_soon_after() -> None:
-    from signalbox.worker import _acks
+def test_a_deferred_completion_is_written_by_the_keeper_soon_after() -> None:
+    from signalbox.worker import _keeper
 
     first, second = sent_to_the_broker(2)
     deliver(first, engine="broker", defer_ack=True)
     assert deliver(second, engine="broker", defer_ack=True) == Outcome.COMPLETED
     deadline = time.monotonic() + 2
     while Delivery.objects.completed().count() < 2 and time.monotonic() < deadline:
-        time.sleep(_acks.ACK_DELAY)
+        time.sleep(_keeper.ACK_DELAY)
     assert Delivery.objects.completed().count() == 2
 
 
@@ -668,18 +667,18 @@ def test_deliver_inside_a_transaction_never_defers_its_completion() -> None:
 
 
 @pytest.mark.postgres
-def test_write_acks_returns_after_a_write_the_acknowledger_has_under_way(
+def test_write_acks_returns_after_a_write_the_keeper_has_under_way(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # At exit (atexit, Celery's worker_process_shutdown) write_acks() is the
-    # last chance: if it returned while the acknowledger's thread was still
+    # last chance: if it returned while the keeper's thread was still
     # writing, the process would end under that write and the rows run again.
     import threading
 
     from signalbox.engines import remote
-    from signalbox.worker import _acks
+    from signalbox.worker import _keeper
 
-    monkeypatch.setattr(_acks.deferred, "_ended", 0.0)
+    monkeypatch.setattr(_keeper.keeper, "_ended", 0.0)
     first, second = sent_to_the_broker(2)
     entered, release = threading.Event(), threading.Event()
     complete_many = outbox.complete_many
@@ -692,7 +691,7 @@ def test_write_acks_returns_after_a_write_the_acknowledger_has_under_way(
     monkeypatch.setattr(outbox, "complete_many", slow_complete_many)
     deliver(first, engine="broker", defer_ack=True)  # alone: written at once
     deliver(second, engine="broker", defer_ack=True)  # deferred
-    assert entered.wait(5)  # the acknowledger writes it, ACK_DELAY later
+    assert entered.wait(5)  # the keeper's thread writes it, ACK_DELAY later
 
     def on_a_thread(target: Any) -> threading.Thread:
         def run() -> None:

@@ -24,8 +24,8 @@ import pytest
 from signalbox import engines, outbox
 from signalbox.engines import Kept
 from signalbox.engines._handoff import Publisher
-from signalbox.worker._acks import Acknowledger, DeferredAcks
-from signalbox.worker._leases import LeaseKeeper
+from signalbox.worker._acks import Acknowledger
+from signalbox.worker._keeper import TaskKeeper
 
 pytestmark = pytest.mark.filterwarnings(
     # Python 3.12+ warns that forking a threaded process may deadlock the
@@ -107,21 +107,21 @@ def test_the_engines_being_built() -> None:
 
 
 def test_the_deferred_acknowledgements() -> None:
-    acks = DeferredAcks()
+    keeper = TaskKeeper()
     parents = Acknowledger("default")  # not started: no thread writes here
-    acks._by_database["default"] = parents
+    keeper._threads["default"] = parents
 
     def in_child() -> None:
         # The parent's are the parent's to write; the child starts its own.
-        assert acks._by_database == {}
-        assert acks._lock.acquire(timeout=2)
+        assert keeper._threads == {}
+        assert keeper._lock.acquire(timeout=2)
 
-    assert exit_code_of_child_forked_while_held(acks._lock, in_child) == 0
-    assert acks._by_database == {"default": parents}
+    assert exit_code_of_child_forked_while_held(keeper._lock, in_child) == 0
+    assert keeper._threads == {"default": parents}
 
 
 def test_the_lease_keeper() -> None:
-    keeper = LeaseKeeper()  # its thread would start with the first delivery
+    keeper = TaskKeeper()  # its thread would start with the first delivery
     keeper.leases.hold(claimed(), "default")  # the parent's
 
     def in_child() -> None:

@@ -35,7 +35,6 @@ from django.utils.translation import ngettext
 from signalbox import _connections, conf, engines, outbox, registry, worker
 from signalbox.engines import _handoff
 from signalbox.observe import status
-from signalbox.worker._listen import Listener
 
 logger = logging.getLogger("signalbox.engines")
 
@@ -172,13 +171,13 @@ class Relay:
             _connections.tidy()
         return None if left is None else left.total_seconds()
 
-    def _listener(self) -> Listener | None:
+    def _listener(self) -> worker.Listener | None:
         """On PostgreSQL, a thread that wakes the relay when a row of one of
         its engines is set due later."""
         if connections[self.using].vendor != "postgresql":
             return None
         served = set(self._engines())
-        listener = Listener(
+        listener = worker.Listener(
             self.using,
             self._wake,
             self.stopping,

@@ -47,7 +47,7 @@ def deliver(
 
     ``defer_ack=True`` (for a worker process that runs many tasks, such as
     Celery's) lets a completion that comes in a stream of deliveries be
-    written a moment later (``ACK_DELAY`` of :mod:`signalbox.worker._acks`),
+    written a moment later (``ACK_DELAY`` of :mod:`signalbox.worker._keeper`),
     together with the others of that stream: off the task's path, and one
     statement for many. Until then the row stays leased to this process; if the process
     dies first, its lease expires and the delivery runs again, which

@@ -11,9 +11,11 @@ parts, each in one module here:
 ``_heartbeat``         the worker's heartbeat: leases, record, rescue, burial
 ``_housekeeping``      rescue of expired leases and dead workers' rows, and
                        burying unknown keys (the worker's and the relay's)
-``_leases``            the leases held, and the keeper of engine tasks' leases
+``_leases``            the leases held, and how they are extended
 ``_acks``              acknowledgements in batches (worker and engine tasks)
 ``_tasks``             an engine task's run: claim one row, run it, record it
+``_keeper``            what engine tasks leave running: their leases, their
+                       deferred acknowledgements (one thread per database)
 ``_names``             how lease holders are named
 ``_commits``           the worker's bookkeeping commits, not waiting for disk
 ``_listen``            waking on PostgreSQL's ``NOTIFY``
@@ -29,7 +31,6 @@ a worker serves, how to start another engine's workers) its caller passes in.
 
 from __future__ import annotations
 
-from signalbox.worker._acks import write_acks
 from signalbox.worker._embedded import (
     DEFAULT_CONCURRENCY,
     Counts,
@@ -37,6 +38,8 @@ from signalbox.worker._embedded import (
     embedded_aliases,
 )
 from signalbox.worker._housekeeping import bury_unknown, rescue_expired
+from signalbox.worker._keeper import write_acks
+from signalbox.worker._listen import Listener
 from signalbox.worker._names import process_name
 from signalbox.worker._run import Outcome, run_delivery
 from signalbox.worker._stopping import install_signal_handlers
@@ -45,6 +48,7 @@ from signalbox.worker._tasks import run_task
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "Counts",
+    "Listener",
     "Outcome",
     "Worker",
     "bury_unknown",

@@ -1,12 +1,13 @@
 """Acknowledgements written in batches, on a thread of their own: the
-embedded worker's, and those an engine's task defers.
+embedded worker's, and those an engine's task defers (whose thread also
+keeps their leases: see :mod:`signalbox.worker._keeper`).
 
 A delivery whose receiver returned is marked completed by one ``UPDATE`` per
 batch: whatever finished while the previous batch was being written goes in
 the next, so an idle worker acknowledges at once and a busy one amortises a
 round trip (and a commit) over many deliveries. An engine's tasks gather
-theirs for :data:`ACK_DELAY` first: a task ends before the next one starts,
-so a batch forms only if its first waits. Until its acknowledgement is
+theirs for a moment first: a task ends before the next one starts, so a
+batch forms only if its first waits. Until its acknowledgement is
 written a delivery stays leased to its process; if the process dies first,
 the lease expires and the delivery runs again, which at-least-once delivery
 allows.
@@ -14,7 +15,6 @@ allows.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 import time
@@ -23,17 +23,9 @@ from collections.abc import Callable
 from django.db import connections
 from django.utils.translation import ngettext
 
-from signalbox import _connections, _forks, conf, outbox
+from signalbox import outbox
 
 logger = logging.getLogger("signalbox.worker")
-
-ACK_DELAY = 0.02
-"""Seconds an engine task's deferred completion waits, gathering the ones
-that follow, before its acknowledger writes them in one statement."""
-
-WRITE_WAIT = 5.0
-"""Seconds :func:`write_acks` waits for the deferred completions of each
-database to be written."""
 
 Written = Callable[[list[outbox.Claimed], set[int]], None]
 """Told each written batch and the ids whose lease still held."""
@@ -53,9 +45,11 @@ class Acknowledger(threading.Thread):
     first acknowledgement for others to join it (none, by default), unless
     :meth:`flush` asks for it sooner. With ``retry``, a batch that cannot be
     written (the database went away) is tried again on a fresh connection
-    until :meth:`close`; without, it is left to the leases at once. With
-    ``idle_close``, the thread closes its connection after that many seconds
-    without work. Whatever is unwritten at the end is left to the leases.
+    until :meth:`close`; without, it is left to the leases at once. Given
+    ``beat``, the thread also calls it every ``every()`` seconds (between
+    batches); when it returns False (nothing left to keep alive) and nothing
+    waits, the thread lets its connections go until there is work again.
+    Whatever is unwritten at the end is left to the leases.
     """
 
     def __init__(
@@ -67,7 +61,8 @@ class Acknowledger(threading.Thread):
         name: str = "signalbox-acks",
         gather: Callable[[], float] = lambda: 0.0,
         retry: bool = True,
-        idle_close: float | None = None,
+        beat: Callable[[], bool] | None = None,
+        every: Callable[[], float] = lambda: 1.0,
     ):
         super().__init__(name=name, daemon=True)
         self.using = using
@@ -75,7 +70,9 @@ class Acknowledger(threading.Thread):
         self._prepare = prepare
         self._gather = gather
         self._retry = retry
-        self._idle_close = idle_close
+        self._beat = beat
+        self._every = every
+        self._next_beat = time.monotonic() + every()
         self._pending: list[outbox.Claimed] = []
         self._since = 0.0  # monotonic: when the oldest pending one was added
         self._writing = 0
@@ -98,8 +95,9 @@ class Acknowledger(threading.Thread):
         """Wait until everything queued so far is written, without gathering
         more first; False on timeout."""
         with self._changed:
-            self._hurry = True
-            self._changed.notify_all()
+            if self._pending:
+                self._hurry = True
+                self._changed.notify_all()
             return self._changed.wait_for(
                 lambda: not self._pending and not self._writing, timeout
             )
@@ -115,16 +113,24 @@ class Acknowledger(threading.Thread):
     def run(self) -> None:
         try:
             while (batch := self._next_batch()) is not None:
-                self._write(batch)
+                if batch:
+                    self._write(batch)
+                if self._beat is not None and time.monotonic() >= self._next_beat:
+                    self._next_beat = time.monotonic() + self._every()
+                    if not self._beat() and not self._pending:
+                        connections.close_all()  # idle: no connection meanwhile
         finally:
             connections.close_all()  # this thread's own
 
     def _next_batch(self) -> list[outbox.Claimed] | None:
+        """What to write next; empty when it is time to beat, None once
+        closed with nothing left."""
         with self._changed:
-            while not self._changed.wait_for(
-                lambda: self._pending or self._closed, self._idle_close
-            ):
-                connections.close_all()  # idle: hold no connection meanwhile
+            ready = self._changed.wait_for(
+                lambda: self._pending or self._closed, self._until_beat()
+            )
+            if not ready:
+                return []
             gather = self._since + self._gather() - time.monotonic()
             if gather > 0:
                 self._changed.wait_for(lambda: self._hurry or self._closed, gather)
@@ -134,6 +140,11 @@ class Acknowledger(threading.Thread):
             batch, self._pending = self._pending, []
             self._writing += 1
             return batch
+
+    def _until_beat(self) -> float | None:
+        if self._beat is None:
+            return None
+        return max(self._next_beat - time.monotonic(), 0.0)
 
     def _write(self, batch: list[outbox.Claimed]) -> None:
         try:
@@ -165,71 +176,3 @@ class Acknowledger(threading.Thread):
             with self._changed:
                 self._writing -= 1
                 self._changed.notify_all()
-
-
-class DeferredAcks:
-    """The acknowledgements this process's engine tasks defer: one
-    :class:`Acknowledger` per database, started with the first, gathering
-    for :data:`ACK_DELAY`, dropping a batch it cannot write (the leases
-    bring those rows back), and holding no connection while idle."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_database: dict[str, Acknowledger] = {}
-        self._ended = 0.0  # monotonic: when the last delivery ended
-        _forks.renew_in_children(self, DeferredAcks._forget_parent)
-
-    def _forget_parent(self) -> None:
-        # The parent's acknowledgements are its own to write (its threads may
-        # have held these locks at the fork); the child starts its own.
-        self._lock = threading.Lock()
-        self._by_database = {}
-
-    def streaming(self, within: float = ACK_DELAY) -> bool:
-        """Whether the last delivery ended less than ``within`` ago: one that
-        follows it that closely can expect others to follow, whose
-        completions its own can wait for (a lone delivery writes its own)."""
-        return time.monotonic() - self._ended < within
-
-    def ended(self) -> None:
-        """Note that a delivery just ended (see :meth:`streaming`)."""
-        self._ended = time.monotonic()
-
-    def defer(self, claimed: outbox.Claimed, *, using: str) -> None:
-        """Have ``claimed``'s completion written within :data:`ACK_DELAY` or so."""
-        with self._lock:
-            acknowledger = self._by_database.get(using)
-            if acknowledger is None:
-                acknowledger = self._by_database[using] = Acknowledger(
-                    using,
-                    name="signalbox-task-acks",
-                    gather=lambda: ACK_DELAY,
-                    retry=False,
-                    idle_close=max(conf.get().lease.total_seconds() / 3, 0.05),
-                )
-                acknowledger.start()
-        acknowledger.add(claimed)
-
-    def write(self) -> None:
-        """Write every deferred completion now and wait for it (up to
-        :data:`WRITE_WAIT` seconds per database, a write under way
-        included): a process that ends right after this returns ends with
-        every completion it ran written."""
-        with self._lock:
-            acknowledgers = list(self._by_database.values())
-        for acknowledger in acknowledgers:
-            acknowledger.flush(WRITE_WAIT)
-
-
-deferred = DeferredAcks()
-"""This process's deferred acknowledgements."""
-
-
-def write_acks() -> None:
-    """Write the completions this process's engine tasks deferred, and wait
-    for them: at exit, and on Celery's ``worker_process_shutdown``."""
-    deferred.write()
-    _connections.tidy()
-
-
-atexit.register(write_acks)

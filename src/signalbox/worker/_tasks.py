@@ -6,9 +6,9 @@ engine's worker runs the task: the runtime half of
 second hand-over or a forged message finds it running, finished, not yet
 due, another engine's or missing and runs nothing; then it runs the
 receiver through :func:`~signalbox.worker.run_delivery`, the embedded
-worker's own path, with :data:`~signalbox.worker._leases.keeper` keeping the
+worker's own path, with :data:`~signalbox.worker._keeper.keeper` keeping the
 lease alive meanwhile, and records the outcome in the row (a completion
-that comes in a stream may be deferred, see :mod:`signalbox.worker._acks`).
+that comes in a stream may be deferred, see :mod:`signalbox.worker._keeper`).
 
 A row whose receiver key this process does not know is left as it is, for a
 worker that knows it (the relay hands it over again, and buries it after
@@ -27,8 +27,7 @@ from django.db import connections
 
 from signalbox import _connections, conf, outbox, registry
 from signalbox.registry import Found
-from signalbox.worker._acks import deferred
-from signalbox.worker._leases import keeper
+from signalbox.worker._keeper import keeper
 from signalbox.worker._names import thread_name
 from signalbox.worker._run import Outcome, run_delivery
 
@@ -46,14 +45,14 @@ def run_task(
     row like the embedded worker's.
 
     ``defer_ack=True`` lets a completion that follows another delivery's
-    end closely (a stream) be written :data:`~signalbox.worker._acks.ACK_DELAY`
-    later, together with the others of that stream, on a thread of its own;
+    end closely (a stream) be written :data:`~signalbox.worker._keeper.ACK_DELAY`
+    later, together with the others of that stream, on the keeper's thread;
     until then the row stays leased to this process. Failures, retries and
     ``atomic=True`` completions are always written before this returns.
     """
     settings = conf.get()
     receivers, keys = _background()
-    defer = defer_ack and deferred.streaming() and _can_defer(using)
+    defer = defer_ack and keeper.streaming() and _can_defer(using)
     # The claim and the acknowledgement share the receiver's own connection,
     # so unlike the embedded worker's they cannot have a session of their
     # own: each is one statement that relaxes its own commit only (on
@@ -75,7 +74,7 @@ def run_task(
             _explain_miss(delivery_id, engine, receivers, using)
             return None
         acknowledge: Callable[[outbox.Claimed], bool | None] = (
-            functools.partial(deferred.defer, using=using)
+            functools.partial(keeper.defer, using=using)
             if defer
             else functools.partial(outbox.complete, using=using, durable=durable)
         )
@@ -84,7 +83,7 @@ def run_task(
                 claimed, receivers, using=using, acknowledge=acknowledge
             )
     finally:
-        deferred.ended()
+        keeper.ended()
         _connections.tidy()
 
 
