@@ -49,9 +49,9 @@ def deliver(
     Celery's) lets a completion that comes in a stream of deliveries be
     written a moment later (``ACK_DELAY`` of :mod:`signalbox.worker._keeper`),
     together with the others of that stream: off the task's path, and one
-    statement for many. Until then the row stays leased to this process; if the process
-    dies first, its lease expires and the delivery runs again, which
-    at-least-once allows. Failures, retries and ``atomic=True`` completions
+    statement for many. Until then the row stays leased to this process; if
+    the process dies first, its lease expires and the delivery runs again,
+    which at-least-once allows. Failures, retries and ``atomic=True`` completions
     are always written before this returns. :func:`write_acks` writes what
     waits (at exit, and on Celery's ``worker_process_shutdown``).
     """

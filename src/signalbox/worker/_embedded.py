@@ -19,10 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
 
-from asgiref.sync import iscoroutinefunction
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils.translation import ngettext
 
@@ -36,7 +33,7 @@ from signalbox.worker._leases import Leases
 from signalbox.worker._listen import Listener
 from signalbox.worker._names import process_name
 from signalbox.worker._pace import Pace
-from signalbox.worker._run import Outcome, run_delivery
+from signalbox.worker._run import Call, Outcome, call_on, call_receiver, run_delivery
 
 logger = logging.getLogger("signalbox.worker")
 
@@ -109,6 +106,7 @@ class Worker:
         self.pace = Pace(concurrency)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None  # run() makes it
+        self._call: Call = call_receiver  # run() calls on its loop instead
         self._heartbeat = _heartbeat.Heartbeat(self)
         # The advisory lock this worker holds while it lives, on PostgreSQL
         # and not in burst mode: see signalbox.outbox._liveness.
@@ -322,24 +320,11 @@ class Worker:
         finally:
             _connections.tidy()
 
-    def _call(
-        self,
-        receiver: Callable[..., Any],
-        kwargs: dict[str, Any],
-        timeout: timedelta | None,
-    ) -> Any:
-        if not iscoroutinefunction(receiver):
-            return receiver(**kwargs)
-        coroutine = receiver(**kwargs)
-        if timeout is not None:
-            coroutine = asyncio.wait_for(coroutine, timeout.total_seconds())
-        assert self._loop is not None  # run() made it before the pool started
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
-
     # -- background threads ---------------------------------------------------
 
     def _start_threads(self) -> list[threading.Thread]:
         self._loop = asyncio.new_event_loop()
+        self._call = call_on(self._loop)
         threads = [
             threading.Thread(
                 target=self._run_pool, name=f"signalbox-run-{n}", daemon=True
