@@ -72,7 +72,7 @@ class Acknowledger(threading.Thread):
         self._retry = retry
         self._beat = beat
         self._every = every
-        self._next_beat = time.monotonic() + every()
+        self._last_beat = time.monotonic()
         self._pending: list[outbox.Claimed] = []
         self._since = 0.0  # monotonic: when the oldest pending one was added
         self._writing = 0
@@ -115,8 +115,8 @@ class Acknowledger(threading.Thread):
             while (batch := self._next_batch()) is not None:
                 if batch:
                     self._write(batch)
-                if self._beat is not None and time.monotonic() >= self._next_beat:
-                    self._next_beat = time.monotonic() + self._every()
+                if self._beat is not None and self._until_beat() == 0:
+                    self._last_beat = time.monotonic()
                     if not self._beat() and not self._pending:
                         connections.close_all()  # idle: no connection meanwhile
         finally:
@@ -142,9 +142,11 @@ class Acknowledger(threading.Thread):
             return batch
 
     def _until_beat(self) -> float | None:
+        """Seconds until the next beat (``every()`` is read each time, so a
+        new setting applies at once); None without a beat."""
         if self._beat is None:
             return None
-        return max(self._next_beat - time.monotonic(), 0.0)
+        return max(self._last_beat + self._every() - time.monotonic(), 0.0)
 
     def _write(self, batch: list[outbox.Claimed]) -> None:
         try:
