@@ -83,10 +83,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 
 KNOWN_EXCEPTIONS_UNTIL_RUNTIME_MERGE: dict[tuple[str, str], str] = {
     # (importing module, seam it imports): why, and who removes it.
-    ("signalbox.worker", "signalbox.engines"): (
-        "worker/__init__.py asks engines.aliases() which engines it serves; "
-        "the i13-runtime branch passes the aliases in instead"
-    ),
     ("signalbox.observe.status", "signalbox.engines"): (
         "status names an engine's queues (engines.get, engines.aliases) and "
         "engines/relay.py reads status; it belongs with the interfaces "

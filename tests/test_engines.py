@@ -612,10 +612,11 @@ def test_a_stream_of_deliveries_leaves_its_completions_to_one_later_statement(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from signalbox.engines import remote
+    from signalbox.worker import _keeper
 
     # Long enough that neither the keeper nor a slow machine gets in between.
-    monkeypatch.setattr(remote, "ACK_DELAY", 5.0)
-    monkeypatch.setattr(remote._acks, "_ended", 0.0)  # no delivery just ended
+    monkeypatch.setattr(_keeper, "ACK_DELAY", 5.0)
+    monkeypatch.setattr(_keeper.keeper, "_ended", 0.0)  # no delivery just ended
     first, second, third = sent_to_the_broker(3)
     statements: list[str] = []
 
@@ -638,21 +639,21 @@ def test_a_stream_of_deliveries_leaves_its_completions_to_one_later_statement(
         assert deliver(third, engine="broker", defer_ack=True) == Outcome.COMPLETED
     assert sum("'completed'" in s for s in statements) == 1  # the lone one's
     assert (state(second), state(third)) == (State.EXECUTING, State.EXECUTING)
-    remote.write_acks()  # what the keeper, worker_process_shutdown and atexit do
+    remote.write_acks()  # what worker_process_shutdown and atexit do
     assert (state(second), state(third)) == (State.COMPLETED, State.COMPLETED)
     assert [n for n, _ in ran] == [0, 1, 2]
 
 
 @pytest.mark.postgres
 def test_a_deferred_completion_is_written_by_the_keeper_soon_after() -> None:
-    from signalbox.engines import remote
+    from signalbox.worker import _keeper
 
     first, second = sent_to_the_broker(2)
     deliver(first, engine="broker", defer_ack=True)
     assert deliver(second, engine="broker", defer_ack=True) == Outcome.COMPLETED
     deadline = time.monotonic() + 2
     while Delivery.objects.completed().count() < 2 and time.monotonic() < deadline:
-        time.sleep(remote.ACK_DELAY)
+        time.sleep(_keeper.ACK_DELAY)
     assert Delivery.objects.completed().count() == 2
 
 
@@ -675,12 +676,10 @@ def test_write_acks_returns_after_a_write_the_keeper_has_under_way(
     import threading
 
     from signalbox.engines import remote
+    from signalbox.worker import _keeper
 
-    monkeypatch.setattr(remote, "ACK_DELAY", 5.0)  # the keeper stays out of it
-    monkeypatch.setattr(remote._acks, "_ended", 0.0)
+    monkeypatch.setattr(_keeper.keeper, "_ended", 0.0)
     first, second = sent_to_the_broker(2)
-    deliver(first, engine="broker", defer_ack=True)
-    deliver(second, engine="broker", defer_ack=True)  # deferred
     entered, release = threading.Event(), threading.Event()
     complete_many = outbox.complete_many
 
@@ -690,6 +689,9 @@ def test_write_acks_returns_after_a_write_the_keeper_has_under_way(
         return complete_many(claims, using=using)
 
     monkeypatch.setattr(outbox, "complete_many", slow_complete_many)
+    deliver(first, engine="broker", defer_ack=True)  # alone: written at once
+    deliver(second, engine="broker", defer_ack=True)  # deferred
+    assert entered.wait(5)  # the keeper's thread writes it, ACK_DELAY later
 
     def on_a_thread(target: Any) -> threading.Thread:
         def run() -> None:
@@ -702,14 +704,12 @@ def test_write_acks_returns_after_a_write_the_keeper_has_under_way(
         thread.start()
         return thread
 
-    keeper = on_a_thread(remote._acks.write)  # as the keeper's thread does
-    assert entered.wait(5)
     exiting = on_a_thread(remote.write_acks)
     exiting.join(0.3)
     assert exiting.is_alive()  # waits for the write under way
     release.set()
-    keeper.join(5)
     exiting.join(5)
+    assert not exiting.is_alive()
     assert Delivery.objects.get(pk=second).state == State.COMPLETED
 
 

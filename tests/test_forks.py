@@ -24,7 +24,8 @@ import pytest
 from signalbox import engines, outbox
 from signalbox.engines import Kept
 from signalbox.engines._handoff import Publisher
-from signalbox.engines.remote import LeaseKeeper, _Acks
+from signalbox.worker._acks import Acknowledger
+from signalbox.worker._keeper import TaskKeeper
 
 pytestmark = pytest.mark.filterwarnings(
     # Python 3.12+ warns that forking a threaded process may deadlock the
@@ -106,24 +107,26 @@ def test_the_engines_being_built() -> None:
 
 
 def test_the_deferred_acknowledgements() -> None:
-    acks = _Acks()
-    acks.defer(claimed(), using="default")
+    keeper = TaskKeeper()
+    parents = Acknowledger("default")  # not started: no thread writes here
+    keeper._threads["default"] = parents
 
     def in_child() -> None:
-        assert acks.due_in() is None  # the parent's are the parent's to write
-        acks.defer(claimed(), using="default")
+        # The parent's are the parent's to write; the child starts its own.
+        assert keeper._threads == {}
+        assert keeper._lock.acquire(timeout=2)
 
-    assert exit_code_of_child_forked_while_held(acks._lock, in_child) == 0
-    assert len(acks._waiting["default"]) == 1
+    assert exit_code_of_child_forked_while_held(keeper._lock, in_child) == 0
+    assert keeper._threads == {"default": parents}
 
 
 def test_the_lease_keeper() -> None:
-    keeper = LeaseKeeper()  # its thread would start with the first delivery
-    keeper._held[uuid.uuid4()] = (claimed(), "default")  # the parent's lease
+    keeper = TaskKeeper()  # its thread would start with the first delivery
+    keeper.leases.hold(claimed(), "default")  # the parent's
 
     def in_child() -> None:
         mine = claimed()
         with keeper.holding(mine, "default"):
-            assert list(keeper._held) == [mine.token]
+            assert keeper.leases.claims() == [mine]
 
-    assert exit_code_of_child_forked_while_held(keeper._lock, in_child) == 0
+    assert exit_code_of_child_forked_while_held(keeper.leases._lock, in_child) == 0

@@ -18,8 +18,9 @@ import signalbox
 from signalbox import outbox
 from signalbox._states import State
 from signalbox.models import Delivery
-from signalbox.worker import _MOST_AHEAD, Outcome, Worker
+from signalbox.worker import Outcome, Worker
 from signalbox.worker._acks import Acknowledger
+from signalbox.worker._pace import MOST_AHEAD, Pace
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -150,21 +151,21 @@ def test_fast_deliveries_are_claimed_many_ahead_of_the_pool(
     assert sorted(ran) == list(range(60))
     # More than the pool's worth ahead (what one claim's round trip is worth
     # to a no-op), never more than the most it claims ahead.
-    assert 2 * 2 < max(asked) <= 2 + _MOST_AHEAD
+    assert 2 * 2 < max(asked) <= 2 + MOST_AHEAD
     assert Delivery.objects.completed().count() == 60
 
 
 def hand_overs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The sizes of the pieces the worker hands to its pool's threads."""
     sizes: list[int] = []
-    real = Worker._chunks
+    real = Pace.chunks
 
-    def spy(self: Worker, claimed: list[outbox.Claimed]) -> Any:
+    def spy(self: Pace, claimed: list[outbox.Claimed]) -> Any:
         pieces = real(self, claimed)
         sizes.extend(len(piece) for piece in pieces)
         return pieces
 
-    monkeypatch.setattr(Worker, "_chunks", spy)
+    monkeypatch.setattr(Pace, "chunks", spy)
     return sizes
 
 

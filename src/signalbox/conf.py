@@ -17,6 +17,9 @@ from django.core.signals import setting_changed
 
 from signalbox.exceptions import ConfigurationError
 
+EMBEDDED = "signalbox.engines.embedded.EmbeddedEngine"
+"""The BACKEND of the embedded worker's engine, the default one."""
+
 DEFAULTS: Mapping[str, Any] = {
     "SLOW_RECEIVER_MS": 250,
     "LOOP_BLOCK_MS": 20,
@@ -29,7 +32,7 @@ DEFAULTS: Mapping[str, Any] = {
     "DEAD_PAYLOAD_RETENTION_SECONDS": 7 * 86_400,
     "CODEC_TYPES": (),
     "SYNCHRONOUS_ACKS": False,
-    "ENGINES": {"default": {"BACKEND": "signalbox.engines.embedded.EmbeddedEngine"}},
+    "ENGINES": {"default": {"BACKEND": EMBEDDED}},
     "HANDOVER_GRACE_SECONDS": 10,
     "REDELIVER_SECONDS": 600,
     "UNSTARTED_WARNING_SECONDS": 300,

@@ -26,11 +26,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import socket
 import threading
 import time
-import uuid
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils.translation import ngettext
@@ -38,7 +35,6 @@ from django.utils.translation import ngettext
 from signalbox import _connections, conf, engines, outbox, registry, worker
 from signalbox.engines import _handoff
 from signalbox.observe import status
-from signalbox.worker._listen import Listener
 
 logger = logging.getLogger("signalbox.engines")
 
@@ -70,10 +66,7 @@ class Relay:
     ) -> None:
         self.using = using
         self.batch = batch
-        self.name = name or (
-            f"{outbox.RELAY_PREFIX}{socket.gethostname()}:{os.getpid()}:"
-            f"{uuid.uuid4().hex[:8]}"
-        )
+        self.name = name or worker.process_name(outbox.RELAY_PREFIX)
         self.stopping = threading.Event()
         self._wake = threading.Event()
         self._listening = False  # a NOTIFY wakes it (PostgreSQL)
@@ -178,13 +171,13 @@ class Relay:
             _connections.tidy()
         return None if left is None else left.total_seconds()
 
-    def _listener(self) -> Listener | None:
+    def _listener(self) -> worker.Listener | None:
         """On PostgreSQL, a thread that wakes the relay when a row of one of
         its engines is set due later."""
         if connections[self.using].vendor != "postgresql":
             return None
         served = set(self._engines())
-        listener = Listener(
+        listener = worker.Listener(
             self.using,
             self._wake,
             self.stopping,
@@ -250,23 +243,13 @@ class Relay:
                 self._pause.pop(alias, None)
 
     def _bury_unknown(self) -> None:
-        settings = conf.get()
-        known = outbox.known_receivers(stale_after=settings.lease * 2, using=self.using)
-        buried = outbox.bury_unknown(
-            known=known | set(registry.registry.background()),
-            grace=settings.unknown_receiver_grace,
+        worker.bury_unknown(
             using=self.using,
+            known_here=registry.registry.background(),
             engines=self._engines(),
+            log=logger,
+            who="process",
         )
-        if buried:
-            logger.error(
-                ngettext(
-                    "%d delivery names a receiver no process knows; marked dead.",
-                    "%d deliveries name receivers no process knows; marked dead.",
-                    buried,
-                ),
-                buried,
-            )
 
 
 class UnconsumedQueues:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -141,6 +142,16 @@ def engine_queue(alias: str, queue: str) -> tuple[str, str]:
     own = engine.broker_queue(queue)
     named = f"{queue!r}" if own == queue else f"{queue!r} ({own!r} to the engine)"
     return f"engine {alias!r}, queue {named}", engine.worker_hint([queue])
+
+
+def worker_hint(alias: str, queues: Sequence[str]) -> str:
+    """How to start what runs engine ``alias``'s deliveries on signalbox
+    ``queues`` (the engine's :meth:`~signalbox.engines.Engine.worker_hint`),
+    for a worker's first lines."""
+    try:
+        return engines.get(alias).worker_hint(queues)
+    except ConfigurationError:  # no longer configured
+        return f"a worker of engine {alias!r}"
 
 
 RELAY_HINT = (

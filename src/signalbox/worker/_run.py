@@ -225,6 +225,24 @@ def call_receiver(
     return receiver(**kwargs)
 
 
+def call_on(loop: asyncio.AbstractEventLoop) -> Call:
+    """A ``call`` for :func:`run_delivery` that calls a plain receiver here
+    and runs a coroutine receiver on ``loop`` (which runs on a thread of its
+    own), cancelled after ``timeout``, returning once it has ended."""
+
+    def call(
+        receiver: Callable[..., Any], kwargs: dict[str, Any], timeout: timedelta | None
+    ) -> Any:
+        if not iscoroutinefunction(receiver):
+            return receiver(**kwargs)
+        coroutine = receiver(**kwargs)
+        if timeout is not None:
+            coroutine = asyncio.wait_for(coroutine, timeout.total_seconds())
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+    return call
+
+
 def _within(
     receiver: Callable[..., Awaitable[Any]], timeout: timedelta | None
 ) -> Callable[..., Awaitable[Any]]:

@@ -152,6 +152,8 @@ class Command(BaseCommand):
             burst=options["burst"],
             max_deliveries=options["max_deliveries"],
             using=options["database"],
+            engines=engines.aliases(embedded=True),
+            hint=status.worker_hint,
         )
         install_signal_handlers(worker)
         relay = Relay(using=options["database"]) if options["relay"] else None
@@ -318,7 +320,7 @@ def _left_to_others(worker: Worker) -> list[str]:
     "nothing waits"."""
     try:
         waiting = outbox.due_elsewhere(
-            engines=engines.aliases(embedded=True),
+            engines=worker.engines,
             queues=worker.queues,
             using=worker.using,
         )
