@@ -67,6 +67,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 7. Interfaces: what people use to look and act.
     (
         "signalbox.inventory",
+        "signalbox.status",
         "signalbox.doctor",
         "signalbox.checks",
         "signalbox.admin",
@@ -81,26 +82,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("signalbox",),
 )
 
-KNOWN_EXCEPTIONS_UNTIL_RUNTIME_MERGE: dict[tuple[str, str], str] = {
-    # (importing module, seam it imports): why, and who removes it.
-    ("signalbox.observe.status", "signalbox.engines"): (
-        "status names an engine's queues (engines.get, engines.aliases) and "
-        "engines/relay.py reads status; it belongs with the interfaces "
-        "(beside signalbox.inventory) once relay.py stops importing it"
-    ),
-}
-"""Upward imports that exist today in code this branch may not touch.
-
-The lead empties this at merge: an entry whose import is gone fails
-:func:`test_known_exceptions_still_exist`, so none outlives its reason."""
-
 MAX_LINES = 400
-
-LONG_MODULES_UNTIL_RUNTIME_MERGE: dict[str, str] = {
-    "worker/__init__.py": "the i13-runtime branch splits the embedded worker",
-}
-"""Modules over :data:`MAX_LINES` in code this branch may not touch; the lead
-empties this at merge (a stale entry fails, as above)."""
 
 COVERED_BY_DIRECTORY_ROW = ("migrations/",)
 """Directories whose modules one layout row describes together."""
@@ -114,16 +96,35 @@ def modules() -> dict[str, ast.Module]:
     return found
 
 
-def imported(tree: ast.Module) -> set[str]:
+def imported(tree: ast.Module, *, for_types: bool = True) -> set[str]:
     """Every name ``tree`` imports, anywhere in it: ``package.module`` for
-    ``import``, ``package.module.name`` for ``from package.module import name``."""
+    ``import``, ``package.module.name`` for ``from package.module import name``.
+
+    ``for_types=False`` leaves out the imports under ``if TYPE_CHECKING:``,
+    which run only for a type checker."""
     names = set()
-    for node in ast.walk(tree):
+    for node in _walk(tree, for_types):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
     return names
+
+
+def _walk(node: ast.AST, for_types: bool) -> Iterator[ast.AST]:
+    yield node
+    for child in ast.iter_child_nodes(node):
+        if not for_types and _type_checking_only(child):
+            continue
+        yield from _walk(child, for_types)
+
+
+def _type_checking_only(node: ast.AST) -> bool:
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    name = test.attr if isinstance(test, ast.Attribute) else getattr(test, "id", "")
+    return name == "TYPE_CHECKING"
 
 
 def seam_of(name: str) -> str:
@@ -191,7 +192,7 @@ def test_every_layered_seam_exists() -> None:
 
 
 def test_imports_flow_downwards() -> None:
-    upward = _upward_imports() - set(KNOWN_EXCEPTIONS_UNTIL_RUNTIME_MERGE)
+    upward = _upward_imports()
     described = [
         f"{module} (layer {layer_of(seam_of(module))}) imports {seam} "
         f"(layer {layer_of(seam)})"
@@ -200,22 +201,12 @@ def test_imports_flow_downwards() -> None:
     assert described == [], "imports run back up the layers:\n" + "\n".join(described)
 
 
-def test_known_exceptions_still_exist() -> None:
-    upward = _upward_imports()
-    gone = sorted(set(KNOWN_EXCEPTIONS_UNTIL_RUNTIME_MERGE) - upward)
-    assert gone == [], (
-        f"these imports no longer run upward: remove them from "
-        f"KNOWN_EXCEPTIONS_UNTIL_RUNTIME_MERGE: {gone}"
-    )
-
-
 def test_no_seams_import_each_other_in_a_circle() -> None:
     # Within one layer imports may go either way, so a circle there is not an
     # upward import; it is still two seams that cannot be understood apart.
     edges: dict[str, set[str]] = {}
     for module, seam in _imports_between_seams():
-        if (module, seam) not in KNOWN_EXCEPTIONS_UNTIL_RUNTIME_MERGE:
-            edges.setdefault(seam_of(module), set()).add(seam)
+        edges.setdefault(seam_of(module), set()).add(seam)
     circles = _circles(edges)
     assert circles == [], f"seams that import each other: {circles}"
 
@@ -223,11 +214,13 @@ def test_no_seams_import_each_other_in_a_circle() -> None:
 def test_no_modules_import_each_other_in_a_circle() -> None:
     # Inside a seam too: a circle behind a function-level import (a package's
     # __init__ and one of its modules, say) is two modules that cannot be
-    # understood, loaded or tested apart.
+    # understood, loaded or tested apart. A module naming another's class in
+    # its annotations only (under TYPE_CHECKING) loads and tests apart; the
+    # layers still count such imports (test_imports_flow_downwards).
     found = modules()
     edges: dict[str, set[str]] = {}
     for module, tree in found.items():
-        for name in imported(tree):
+        for name in imported(tree, for_types=False):
             target = name
             while target and target not in found:
                 target = target.rpartition(".")[0]
@@ -292,23 +285,10 @@ def test_no_module_is_over_400_lines() -> None:
     long = {
         module: count
         for module, count in _lines_by_module().items()
-        if count > MAX_LINES and module not in LONG_MODULES_UNTIL_RUNTIME_MERGE
+        if count > MAX_LINES
     }
     assert long == {}, (
         f"modules over {MAX_LINES} lines (split them along a seam): {long}"
-    )
-
-
-def test_long_module_exceptions_are_still_long() -> None:
-    lines = _lines_by_module()
-    stale = sorted(
-        module
-        for module in LONG_MODULES_UNTIL_RUNTIME_MERGE
-        if lines.get(module, 0) <= MAX_LINES
-    )
-    assert stale == [], (
-        f"no longer over {MAX_LINES} lines: remove them from "
-        f"LONG_MODULES_UNTIL_RUNTIME_MERGE: {stale}"
     )
 
 

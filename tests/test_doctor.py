@@ -14,6 +14,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
+import signalbox
 from signalbox import checks, doctor, outbox, registry
 from signalbox.doctor import _calls
 from signalbox.models import Delivery, WorkerRecord
@@ -110,6 +111,19 @@ def test_code_outside_the_project_is_not_followed() -> None:
         call_command("check")
 
     assert _calls.blocking_calls(runs_a_command, doctor.Scope()) == []
+
+
+def test_one_receiver_for_any_sender_and_for_one_sender_is_not_twice() -> None:
+    # Two connections that differ by their sender are two receivers, and a
+    # sender of None ("any") sorts beside a named one (a TypeError once).
+    signal = signalbox.Signal()
+    signalbox.connect(signal, clean.describes_inline)
+    signalbox.connect(signal, clean.describes_inline, sender=Delivery)
+    try:
+        assert found(CLEAN, doctor.CODE_RULES) == set()
+    finally:
+        signalbox.disconnect(signal, clean.describes_inline)
+        signalbox.disconnect(signal, clean.describes_inline, sender=Delivery)
 
 
 def test_the_code_rules_are_system_checks_too() -> None:

@@ -28,12 +28,11 @@ from django.db import connection, connections, transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from signalbox import ConfigurationError, Signal, engines
+from signalbox import ConfigurationError, Signal, engines, status
 from signalbox._states import State
 from signalbox.engines import _handoff
 from signalbox.engines.relay import Relay
 from signalbox.models import Delivery
-from signalbox.observe import status
 from tests import engine_support as support
 from tests.testapp import celery_jobs
 from tests.testapp.celery_app import QUEUE, TASK_RETURNED

@@ -18,12 +18,11 @@ from django.db import transaction
 from django.test import override_settings
 
 import signalbox
-from signalbox import engines
+from signalbox import engines, status
 from signalbox.engines import Engine, _handoff
 from signalbox.engines.relay import Relay
 from signalbox.engines.remote import deliver
 from signalbox.models import Delivery
-from signalbox.observe import status
 from tests.engine_support import wait_for
 from tests.testapp.engines import RecordingEngine
 

@@ -23,14 +23,13 @@ from django.db import connections
 from django.test import override_settings
 
 import signalbox
-from signalbox import engines, outbox
+from signalbox import engines, outbox, status
 from signalbox._states import State
 from signalbox.checks import check_relay
 from signalbox.engines import _handoff
 from signalbox.engines.relay import DUE_POLL, Relay
 from signalbox.engines.remote import deliver
 from signalbox.models import Delivery, WorkerRecord
-from signalbox.observe import status
 from signalbox.worker import Outcome
 from tests.testapp.engines import RecordingEngine
 

@@ -11,9 +11,8 @@ from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
-from signalbox import _travel, conf, doctor, engines, registry
+from signalbox import _travel, conf, doctor, engines, registry, status
 from signalbox.exceptions import ConfigurationError
-from signalbox.observe import status
 
 
 @checks.register()

@@ -44,8 +44,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
-from signalbox import conf, engines, outbox
-from signalbox.observe import status
+from signalbox import conf, engines, outbox, status
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,9 @@ from collections.abc import Iterator
 
 from django.db.models import Min
 
-from signalbox import conf, engines, outbox, registry
+from signalbox import conf, engines, outbox, registry, status
 from signalbox.doctor._findings import Context, Finding, Severity
 from signalbox.models import Delivery, WorkerRecord
-from signalbox.observe import status
 
 
 def _live_workers(context: Context) -> list[WorkerRecord]:
@@ -73,7 +72,7 @@ def unconsumed_queues(context: Context) -> Iterator[Finding]:
     for each in outbox.unstarted(
         older_than=conf.get().unstarted_warning, using=context.using
     ):
-        where, hint = status.engine_queue(each.engine, each.queue)
+        where, hint = engines.engine_queue(each.engine, each.queue)
         yield _unconsumed(where, each.count, f"Start {hint}.")
     yield from _embedded_unconsumed(context)
 
@@ -97,7 +96,7 @@ def _embedded_unconsumed(context: Context) -> Iterator[Finding]:
             .filter(engine=row["engine"], queue=row["queue"])
             .count()
         )
-        where, hint = status.engine_queue(row["engine"], row["queue"])
+        where, hint = engines.engine_queue(row["engine"], row["queue"])
         yield _unconsumed(where, count, f"Start {hint}.")
 
 

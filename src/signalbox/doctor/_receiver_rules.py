@@ -72,7 +72,11 @@ def duplicate_connections(context: Context) -> Iterator[Finding]:
     counted: dict[tuple[str, str, str | None, str], int] = defaultdict(int)
     for signal, listing, _ in context.receivers:
         counted[(signal, listing.key, listing.sender, listing.location)] += 1
-    for (signal, key, sender, location), count in sorted(counted.items()):
+    # sender is None for "any sender": sort it first, not against a str.
+    for (signal, key, sender, location), count in sorted(
+        counted.items(),
+        key=lambda item: (item[0][0], item[0][1], item[0][2] or "", item[0][3]),
+    ):
         if count > 1:
             yield Finding(
                 id="SB112",

@@ -325,13 +325,38 @@ def _on_setting_changed(*, setting: str, **kwargs: object) -> None:
 setting_changed.connect(_on_setting_changed, dispatch_uid="signalbox.engines")
 
 
+def engine_queue(alias: str, queue: str) -> tuple[str, str]:
+    """How to name signalbox ``queue`` of engine ``alias`` to a person (with the
+    engine's own name for it when that differs), and how to start a worker
+    that consumes it."""
+    try:
+        engine = get(alias)
+    except ConfigurationError:  # no longer configured: say what is known
+        return f"engine {alias!r}, queue {queue!r}", "a worker for it"
+    own = engine.broker_queue(queue)
+    named = f"{queue!r}" if own == queue else f"{queue!r} ({own!r} to the engine)"
+    return f"engine {alias!r}, queue {named}", engine.worker_hint([queue])
+
+
+def worker_hint(alias: str, queues: Sequence[str]) -> str:
+    """How to start what runs engine ``alias``'s deliveries on signalbox
+    ``queues`` (the engine's :meth:`~signalbox.engines.Engine.worker_hint`),
+    for a worker's first lines."""
+    try:
+        return get(alias).worker_hint(queues)
+    except ConfigurationError:  # no longer configured
+        return f"a worker of engine {alias!r}"
+
+
 __all__ = [
     "DEFAULT_QUEUE",
     "Engine",
     "Kept",
     "OptionKinds",
     "aliases",
+    "engine_queue",
     "get",
     "load_all",
     "reset",
+    "worker_hint",
 ]

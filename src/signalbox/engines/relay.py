@@ -33,8 +33,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils.translation import ngettext
 
 from signalbox import _connections, conf, engines, outbox, registry, worker
-from signalbox.engines import _handoff
-from signalbox.observe import status
+from signalbox.engines import _handoff, engine_queue
 
 logger = logging.getLogger("signalbox.engines")
 
@@ -272,9 +271,10 @@ class UnconsumedQueues:
         if now - self._looked < min(threshold.total_seconds() / 2, 60):
             return
         self._looked = now
-        found = {(w.engine, w.queue): w for w in status.unstarted(using=using)}
+        stalled = outbox.unstarted(older_than=threshold, using=using)
+        found = {(w.engine, w.queue): w for w in stalled}
         for key in sorted(found.keys() - self._stalled):
-            where, hint = status.engine_queue(*key)
+            where, hint = engine_queue(*key)
             count = found[key].count
             logger.warning(
                 "%s: %s handed over more than %d s ago and not started. "
@@ -285,6 +285,6 @@ class UnconsumedQueues:
                 hint,
             )
         for key in sorted(self._stalled - found.keys()):
-            where, _ = status.engine_queue(*key)
+            where, _ = engine_queue(*key)
             logger.info("%s: its deliveries start again.", where)
         self._stalled = set(found)

@@ -51,11 +51,10 @@ from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Q
 from django.utils.translation import ngettext
 
-from signalbox import conf, doctor, engines, health, inventory, outbox
+from signalbox import conf, doctor, engines, health, inventory, outbox, status
 from signalbox.engines.relay import Relay
 from signalbox.management._options import common_options, logging_at, positive
 from signalbox.models import Delivery
-from signalbox.observe import status
 from signalbox.worker import DEFAULT_CONCURRENCY, Worker, install_signal_handlers
 
 
@@ -153,7 +152,7 @@ class Command(BaseCommand):
             max_deliveries=options["max_deliveries"],
             using=options["database"],
             engines=engines.aliases(embedded=True),
-            hint=status.worker_hint,
+            hint=engines.worker_hint,
         )
         install_signal_handlers(worker)
         relay = Relay(using=options["database"]) if options["relay"] else None
@@ -328,7 +327,7 @@ def _left_to_others(worker: Worker) -> list[str]:
         return []
     lines = []
     for each in waiting:
-        where, hint = status.engine_queue(each.engine, each.queue)
+        where, hint = engines.engine_queue(each.engine, each.queue)
         due = ngettext(
             "%d due delivery waits", "%d due deliveries wait", each.count
         ) % (each.count,)

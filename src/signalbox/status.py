@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,7 +12,7 @@ from django.utils.translation import ngettext
 
 from signalbox import conf, engines, outbox
 from signalbox._states import WAITING, State
-from signalbox.exceptions import ConfigurationError
+from signalbox.engines import engine_queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,29 +128,6 @@ def unstarted_text(waiting: list[outbox.Waiting], now: datetime) -> list[str]:
             f"  {where}: {count}, due for {_age(now - each.due_since)}; start {hint}"
         )
     return lines
-
-
-def engine_queue(alias: str, queue: str) -> tuple[str, str]:
-    """How to name signalbox ``queue`` of engine ``alias`` to a person (with the
-    engine's own name for it when that differs), and how to start a worker
-    that consumes it."""
-    try:
-        engine = engines.get(alias)
-    except ConfigurationError:  # no longer configured: say what is known
-        return f"engine {alias!r}, queue {queue!r}", "a worker for it"
-    own = engine.broker_queue(queue)
-    named = f"{queue!r}" if own == queue else f"{queue!r} ({own!r} to the engine)"
-    return f"engine {alias!r}, queue {named}", engine.worker_hint([queue])
-
-
-def worker_hint(alias: str, queues: Sequence[str]) -> str:
-    """How to start what runs engine ``alias``'s deliveries on signalbox
-    ``queues`` (the engine's :meth:`~signalbox.engines.Engine.worker_hint`),
-    for a worker's first lines."""
-    try:
-        return engines.get(alias).worker_hint(queues)
-    except ConfigurationError:  # no longer configured
-        return f"a worker of engine {alias!r}"
 
 
 RELAY_HINT = (
