@@ -27,9 +27,10 @@ from signalbox import engines, outbox, status
 from signalbox._states import State
 from signalbox.checks import check_relay
 from signalbox.engines import _handoff
-from signalbox.engines.relay import DUE_POLL, Relay
+from signalbox.engines.relay import DUE_POLL, NOTIFY_BACKSTOP, Relay
 from signalbox.engines.remote import deliver
 from signalbox.models import Delivery, WorkerRecord
+from signalbox.outbox import _leases
 from signalbox.worker import Outcome
 from tests.testapp.engines import RecordingEngine
 
@@ -313,6 +314,30 @@ def test_without_notify_the_relay_looks_for_rows_due_sooner_while_it_sleeps() ->
     assert DUE_POLL == 0.1
     # A tenth of a second's look, on a loaded machine; not the ten-second poll.
     assert late[-1] < 1500, f"max {late[-1]:.1f} ms"
+
+
+@pytest.mark.postgres
+@override_settings(SIGNALBOX=SLOW_POLL)
+def test_a_lost_notify_makes_a_retry_at_most_a_backstop_late(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A NOTIFY can be lost on its way (the relay's LISTEN connection was
+    # being made, or dropped): the relay still looks at the next due time
+    # every NOTIFY_BACKSTOP, so a retry is not left for the ten-second poll.
+    monkeypatch.setattr(_leases, "wake_relay_for", lambda *args, **kwargs: None)
+    connect(
+        fails_first,
+        engine="threads",
+        backoff=signalbox.Backoff(base=timedelta(milliseconds=200)),
+    )
+    with RunningRelay() as relay:
+        assert wait_for(lambda: WorkerRecord.objects.filter(name=relay.name).exists())
+        for _ in range(10):
+            order_paid.send(sender=None)
+        assert wait_for(lambda: len(finished) == 10)
+    late = lateness_ms()
+    assert NOTIFY_BACKSTOP == 1.0
+    assert late[-1] < NOTIFY_BACKSTOP * 1000 + 1500, f"max {late[-1]:.1f} ms"
 
 
 # -- a relay leaves a trace; check and status miss it --------------------------

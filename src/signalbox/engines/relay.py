@@ -48,6 +48,12 @@ DUE_POLL = 0.1
 where no NOTIFY wakes it (MariaDB, MySQL, SQLite): how late a retry written
 meanwhile, and due sooner, may start."""
 
+NOTIFY_BACKSTOP = 1.0
+"""Seconds between the relay's looks at the next due time while it sleeps
+where NOTIFY wakes it (PostgreSQL): a wake-up lost on the way (the LISTEN
+connection was being made, or dropped) makes a retry at most this late, not
+a whole ``POLL_SECONDS``. One small indexed query a second."""
+
 _SLACK = 0.005
 """Seconds by which the database's clock (milliseconds on SQLite) and the
 relay's may disagree about when a pass looked."""
@@ -118,12 +124,13 @@ class Relay:
         the next due time again, one query rather than a whole pass, so a
         stream of retries does not keep the relay busy when rows fall due.
         Without NOTIFY (MariaDB, MySQL, SQLite) it looks every
-        :data:`DUE_POLL` seconds instead."""
+        :data:`DUE_POLL` seconds instead, and with it every
+        :data:`NOTIFY_BACKSTOP` seconds."""
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            step = left if self._listening else min(left, DUE_POLL)
+            step = min(left, NOTIFY_BACKSTOP if self._listening else DUE_POLL)
             woken = self._wake.wait(step)
             if self.stopping.is_set() or not (woken or step < left):
                 return
