@@ -97,7 +97,17 @@ class CeleryWorkers:
                 command, cwd=ROOT, env=environment, stdout=output, stderr=output
             )
         self.processes.append(process)
-        wait_for(lambda: "Connected to" in log.read_text(errors="replace"), timeout=30)
+        # A start-up budget, not a figure under test: on two cores shared with
+        # the other lane a prefork worker once took longer than 30 s.
+        try:
+            wait_for(
+                lambda: "Connected to" in log.read_text(errors="replace"), timeout=60
+            )
+        except AssertionError:
+            raise AssertionError(
+                f"the Celery worker did not connect within 60 s; its log:\n"
+                f"{log.read_text(errors='replace')}"
+            ) from None
         return process
 
     def kill(self, process: subprocess.Popen[bytes]) -> None:
