@@ -12,6 +12,7 @@ import copy
 import logging
 import socket
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,14 +26,17 @@ from django.db.utils import (
     load_backend,
 )
 from django.test import override_settings
+from django.utils import timezone
 
 import signalbox
-from signalbox import _outage, conf
+from signalbox import _outage, conf, outbox
 from signalbox.engines.relay import Relay
 from signalbox.engines.remote import deliver
 from signalbox.models import Delivery
 from signalbox.outbox import _libpq
+from signalbox.outbox._conflicts import is_conflict
 from signalbox.worker import Outcome, Worker
+from signalbox.worker._acks import Acknowledger
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -123,6 +127,7 @@ def test_a_session_the_server_terminated_is_lost() -> None:
     error = _terminated()
     assert isinstance(error, OperationalError)
     assert _outage.is_lost_connection(error)
+    assert not is_conflict(error)  # not run again as a deadlock's victim is
     # The driver's own error, as a receiver using psycopg directly sees it.
     assert _outage.is_lost_connection(error.__cause__)  # type: ignore[arg-type]
 
@@ -349,6 +354,52 @@ def test_an_engine_task_runs_nothing_and_says_so_once(
     assert [r.levelname for r in loud] == ["WARNING", "INFO"]
     assert "(engine tasks: " in loud[0].getMessage()
     assert "engine tasks (3 failed attempts" in loud[1].getMessage()
+
+
+def test_the_worker_housekeeps_quietly_while_the_database_is_away(
+    flaky: Callable[[], None], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="signalbox")
+    worker = Worker(using=FLAKY, burst=True)
+    for _ in range(3):
+        worker.guarded(worker.rescue)
+    flaky()
+    worker.guarded(worker.rescue)
+    loud = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert [r.levelname for r in loud] == ["WARNING", "INFO"]
+    assert "(heartbeat and rescue: " in loud[0].getMessage()
+    assert "heartbeat and rescue (3 failed attempts" in loud[1].getMessage()
+
+
+def _claimed(delivery_id: int) -> outbox.Claimed:
+    return outbox.Claimed(
+        id=delivery_id,
+        signal="s",
+        receiver="r",
+        payload=None,
+        attempt=1,
+        max_attempts=1,
+        enqueued_at=timezone.now(),
+        token=uuid.uuid4(),
+    )
+
+
+def test_deferred_completions_left_to_their_leases_say_the_outage_once(
+    flaky: Callable[[], None], caplog: pytest.LogCaptureFixture
+) -> None:
+    # An engine task's deferred completions are not retried: every batch
+    # during an outage went unwritten with a WARNING of its own.
+    caplog.set_level(logging.DEBUG, logger="signalbox")
+    acks = Acknowledger(FLAKY, retry=False, affected="deferred completions")
+    batch = [_claimed(1), _claimed(2)]
+    for _ in range(3):
+        acks._write(batch)  # on this thread, which has the FLAKY alias
+    flaky()
+    acks._write(batch)  # rows nobody holds: written to none, but it got there
+    loud = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert [r.levelname for r in loud] == ["WARNING", "INFO"]
+    assert "(deferred completions: " in loud[0].getMessage()
+    assert "deferred completions (3 failed attempts" in loud[1].getMessage()
 
 
 ran: list[int] = []
