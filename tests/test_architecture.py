@@ -41,6 +41,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "signalbox._context",
         "signalbox._connections",
         "signalbox._forks",
+        "signalbox._outage",
     ),
     # 1. What a receiver and a send are: settings, options, keys, the codec,
     #    the outbox table.

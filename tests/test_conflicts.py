@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from django.db import OperationalError, connection, transaction
 
-from signalbox import outbox, registry
+from signalbox import _outage, outbox, registry
 from signalbox._states import State
 from signalbox.models import Delivery
 from signalbox.outbox._conflicts import ATTEMPTS, is_conflict
@@ -175,6 +175,9 @@ def test_a_conflict_that_never_clears_reaches_the_caller_after_the_last_try(
     with pytest.raises(OperationalError) as raised:
         outbox.complete(claimed, using="default")
     assert is_conflict(raised.value)
+    # A conflict is the database's answer, not a lost connection: it is
+    # logged as the error it is, never as an outage.
+    assert not _outage.is_lost_connection(raised.value)
     assert tries() == ATTEMPTS
     # Nothing was written: the lease still holds the row.
     assert Delivery.objects.get().state == State.EXECUTING

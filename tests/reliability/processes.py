@@ -56,8 +56,15 @@ class Worker:
             pass
         return self.peak_rss_kb
 
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
+    def output(self, since: int = 0) -> str:
+        """The process's output, from byte ``since`` of its log (see :meth:`mark`)."""
+        with self.log.open("rb") as log:
+            log.seek(since)
+            return log.read().decode(errors="replace")
+
+    def mark(self) -> int:
+        """Where its log ends now: :meth:`output` from here is what follows."""
+        return self.log.stat().st_size
 
 
 class Workers:

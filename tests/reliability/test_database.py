@@ -184,3 +184,74 @@ def test_latency_and_black_hole_through_the_proxy(
         },
     )
     assert not exits, exits
+
+
+def _log_figures(text: str) -> dict[str, int]:
+    """Lines, tracebacks and records by level in a stretch of a worker's log.
+
+    A record starts with the settings' ``asctime levelname`` prefix; any other
+    line (a traceback's) belongs to the record before it.
+    """
+    lines = text.splitlines()
+    levels = [
+        line.split(" ")[2] for line in lines if line[:2] == "20" and line.count(" ") > 2
+    ]
+    return {
+        "lines": len(lines),
+        "tracebacks": sum("Traceback (most recent call last)" in ln for ln in lines),
+        "warnings": levels.count("WARNING"),
+        "errors": levels.count("ERROR") + levels.count("CRITICAL"),
+    }
+
+
+def test_postgres_outages_under_a_draining_worker(
+    pg: Workers, cluster: Cluster
+) -> None:
+    """Two outages of a few seconds under a worker draining a backlog, with a
+    relay in its process (``--relay``): a few log lines each (a WARNING, an
+    INFO), no traceback, nothing lost."""
+    faults, outages = Faults(), 2
+    down_s = size(ci=2.0, full=4.0)
+    backlog = size(ci=2500, full=6000)
+    harness.send_committed("default", "effect_sent", backlog, seconds=0.02)
+    worker = pg.start(concurrency=4, args=["--relay"])
+    harness.wait_registered("default", [worker])
+    wait_for(_completed_since(now()), 30, "a first completion")
+    before = worker.mark()
+    reconnect: list[float] = []
+    for _ in range(outages):
+        time.sleep(1.0)
+        began = now()
+        cluster.crash()
+        time.sleep(down_s)
+        cluster.start()
+        back = now()
+        faults.mark("postgres down, then started", began, back)
+        reconnect.append(wait_for(_completed_since(back), 60, "a completion"))
+    time.sleep(2.0)  # what the worker says once it is back has been said
+    logged = _log_figures(worker.output(before))
+    left = harness.unfinished("default")
+    drain = harness.wait_drained("default", 180)
+    exits = pg.unexpected_exits()
+    per_outage = logged["lines"] / outages
+    harness.check(
+        "default",
+        "database: PostgreSQL down twice under a draining worker and relay, its log",
+        faults=faults,
+        figures={
+            "backlog": backlog,
+            "down_s_each": down_s,
+            "left_after_outages": left,
+            "log_lines_per_outage": per_outage,
+            "log_tracebacks": logged["tracebacks"],
+            "log_warnings": logged["warnings"],
+            "log_errors": logged["errors"],
+            "reconnect_s_max": round(max(reconnect), 2),
+            "drain_after_s": round(drain, 2),
+            "worker_processes_exited": len(exits),
+        },
+    )
+    assert not exits, exits
+    assert left, "the backlog drained before the outages ended: make it larger"
+    assert logged["tracebacks"] == 0, worker.output(before)
+    assert per_outage <= 10, worker.output(before)

@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from django.db import connections, transaction
 from django.utils.translation import ngettext
 
-from signalbox import _forks, conf, engines, outbox
+from signalbox import _forks, _outage, conf, engines, outbox
 
 logger = logging.getLogger("signalbox.engines")
 
@@ -96,16 +96,21 @@ def _mark(taken: Sequence[outbox.Handover]) -> None:
         try:
             outbox.mark_handed_over(group, using=using)
         except Exception as error:  # unmarked rows are handed over again, harmlessly
-            logger.warning(
-                ngettext(
-                    "Could not mark %d delivery handed over: %s",
-                    "Could not mark %d deliveries handed over: %s",
+            if not _outage.lost(
+                error, using=using, affected="hand-over marks", log=logger
+            ):
+                logger.warning(
+                    ngettext(
+                        "Could not mark %d delivery handed over: %s",
+                        "Could not mark %d deliveries handed over: %s",
+                        len(group),
+                    ),
                     len(group),
-                ),
-                len(group),
-                error,
-            )
+                    error,
+                )
             connections[using].close()
+        else:
+            _outage.back(using)
 
 
 _unlisted: set[str] = set()

@@ -32,7 +32,7 @@ import time
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils.translation import ngettext
 
-from signalbox import _connections, conf, engines, outbox, registry, worker
+from signalbox import _connections, _outage, conf, engines, outbox, registry, worker
 from signalbox.engines import _handoff, engine_queue
 
 logger = logging.getLogger("signalbox.engines")
@@ -80,6 +80,7 @@ class Relay:
         self._last_bury = 0.0
         self._last_rescue = 0.0
         self._unconsumed = UnconsumedQueues()
+        self._passes = _outage.Site(using, "relay passes", logger)
 
     def run(self) -> None:
         """Relay until :meth:`stop`; errors are logged and the loop goes on."""
@@ -108,15 +109,16 @@ class Relay:
         """One pass, then how long to sleep before the next (0: at once)."""
         started = time.monotonic()
         try:
-            if self.run_once() >= self.batch:
-                return 0.0  # more is due: no sleep
-            return self._until_next(started)
+            _outage.recheck(self.using)
+            handed = self.run_once()
         except Exception as error:  # the database went away: reconnect, go on
-            logger.warning("Relay pass failed (%s); retrying.", error)
+            pause = self._passes.failed(error, "Relay pass failed; retrying.")
             connections[self.using].close()
-            return conf.get().poll.total_seconds()
+            return min(pause, conf.get().poll.total_seconds())
         finally:
             _connections.tidy()
+        self._passes.ok()
+        return 0.0 if handed >= self.batch else self._until_next(started)
 
     def _sleep_until(self, deadline: float) -> None:
         """Sleep until ``deadline`` (monotonic), or until a row falls due
@@ -200,9 +202,10 @@ class Relay:
         settings = conf.get()
         now = time.monotonic()
         if now - self._last_rescue >= settings.lease.total_seconds() / 3:
-            self._last_rescue = now
             outbox.heartbeat(self.name, [], [], using=self.using)
             worker.rescue_expired(using=self.using, log=logger)
+            # Once done: a pass that failed on them tries them again.
+            self._last_rescue = now
         if now - self._last_bury >= 60:
             self._last_bury = now
             self._bury_unknown()
@@ -232,7 +235,8 @@ class Relay:
         try:
             outbox.forget_worker(self.name, using=self.using)
         except Exception as error:  # its heartbeat goes stale all the same
-            logger.warning("Could not remove the relay's record: %s", error)
+            if not _outage.lost(error, using=self.using, affected="relay", log=logger):
+                logger.warning("Could not remove the relay's record: %s", error)
         finally:
             _connections.tidy()
 

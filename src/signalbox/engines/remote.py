@@ -9,7 +9,9 @@ claims the row under a lease, runs the receiver through the embedded
 worker's own path, keeps the lease alive meanwhile and records the outcome
 in the row. Retries are recorded in the row too (``retryable``, with its
 backoff) and handed over again by the relay once due: the broker never
-schedules anything.
+schedules anything. When the database cannot be reached, a task runs nothing
+and returns (the outage is logged once per process: see
+:mod:`signalbox._outage`), and the relay hands the row over again.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ def deliver(
     calls this with an alias taken from its message) ``engine`` is not an
     alias this process configures as a ``task_of``. Such a message is logged
     as a warning without its values. Never raises for the receiver's errors,
-    which are recorded in the row like the embedded worker's.
+    which are recorded in the row like the embedded worker's, nor for a lost
+    database connection (None; the outage is logged once, and the relay
+    hands the row over again); raises any other database error.
 
     ``defer_ack=True`` (for a worker process that runs many tasks, such as
     Celery's) lets a completion that comes in a stream of deliveries be

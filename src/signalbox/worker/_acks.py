@@ -23,7 +23,7 @@ from collections.abc import Callable
 from django.db import connections
 from django.utils.translation import ngettext
 
-from signalbox import outbox
+from signalbox import _outage, outbox
 
 logger = logging.getLogger("signalbox.worker")
 
@@ -49,7 +49,9 @@ class Acknowledger(threading.Thread):
     ``beat``, the thread also calls it every ``every()`` seconds (between
     batches); when it returns False (nothing left to keep alive) and nothing
     waits, the thread lets its connections go until there is work again.
-    Whatever is unwritten at the end is left to the leases.
+    Whatever is unwritten at the end is left to the leases. A lost database
+    connection is said once per outage, naming ``affected`` (see
+    :mod:`signalbox._outage`); retries back off meanwhile.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class Acknowledger(threading.Thread):
         prepare: Callable[[], None] = lambda: None,
         *,
         name: str = "signalbox-acks",
+        affected: str = "acknowledgements",
         gather: Callable[[], float] = lambda: 0.0,
         retry: bool = True,
         beat: Callable[[], bool] | None = None,
@@ -72,6 +75,7 @@ class Acknowledger(threading.Thread):
         self._retry = retry
         self._beat = beat
         self._every = every
+        self._site = _outage.Site(using, affected, logger)
         self._last_beat = time.monotonic()
         self._pending: list[outbox.Claimed] = []
         self._since = 0.0  # monotonic: when the oldest pending one was added
@@ -154,27 +158,37 @@ class Acknowledger(threading.Thread):
                 try:
                     self._prepare()
                     applied = outbox.complete_many(batch, using=self.using)
+                    self._site.ok()
                     break
                 except Exception as error:  # reconnect and write it again
                     connections[self.using].close()
                     if self._closed or not self._retry:
-                        logger.warning(
-                            ngettext(
-                                "Could not acknowledge %d delivery (%s); its "
-                                "lease will bring it back.",
-                                "Could not acknowledge %d deliveries (%s); their "
-                                "leases will bring them back.",
-                                len(batch),
-                            ),
-                            len(batch),
-                            error,
-                        )
+                        self._gave_up(batch, error)
                         return
-                    logger.warning("Acknowledging failed (%s); retrying.", error)
+                    pause = self._site.failed(error, "Acknowledging failed; retrying.")
                     with self._changed:
-                        self._changed.wait(0.5)
+                        self._changed.wait(pause)
             self._written(batch, applied)
         finally:
             with self._changed:
                 self._writing -= 1
                 self._changed.notify_all()
+
+    def _gave_up(self, batch: list[outbox.Claimed], error: Exception) -> None:
+        # Without retries (an engine task's deferred completions) a batch
+        # goes unwritten at every failure: in an outage, that is the
+        # outage's to say, once. A worker's last batch is said all the same.
+        if not self._retry and _outage.lost(
+            error, using=self.using, affected=self._site.affected, log=logger
+        ):
+            return
+        logger.warning(
+            ngettext(
+                "Could not acknowledge %d delivery (%s); its lease will bring it back.",
+                "Could not acknowledge %d deliveries (%s); their leases will bring "
+                "them back.",
+                len(batch),
+            ),
+            len(batch),
+            error,
+        )

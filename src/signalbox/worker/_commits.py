@@ -7,6 +7,8 @@ from typing import Any
 
 from django.db import connections
 
+from signalbox import _outage
+
 
 class RelaxedCommits:
     """Lets the calling thread's connection to ``using`` commit without
@@ -27,7 +29,10 @@ class RelaxedCommits:
 
     def relax(self) -> None:
         """Relax this thread's connection (connecting if need be); once per
-        connection, a no-op on other databases."""
+        connection, a no-op on other databases. First, a connection that died
+        in a database outage is dropped for a new one (the worker's own
+        threads call this before each of their statements)."""
+        _outage.recheck(self.using)
         connection = connections[self.using]
         if connection.vendor != "postgresql" or self.durable:
             return

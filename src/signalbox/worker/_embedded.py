@@ -7,7 +7,9 @@ each outcome. It wakes on PostgreSQL's ``NOTIFY`` and otherwise polls. The
 first SIGTERM or SIGINT stops claiming, lets running deliveries finish
 within the grace period, gives back the rest without spending their
 attempts, and exits 0; a second one exits at once (leases bring back
-whatever was held): see :mod:`signalbox.worker._stopping`.
+whatever was held): see :mod:`signalbox.worker._stopping`. A database
+outage is a WARNING when it begins and an INFO when it ends, with quiet
+retries between (see :mod:`signalbox._outage`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils.translation import ngettext
 
-from signalbox import _connections, conf, outbox, registry
+from signalbox import _connections, _outage, conf, outbox, registry
 from signalbox.worker import _heartbeat, _stopping
 from signalbox.worker._acks import Acknowledger
 from signalbox.worker._commits import RelaxedCommits
@@ -118,6 +120,8 @@ class Worker:
         self.commits = RelaxedCommits(using, durable=self.settings.synchronous_acks)
         self._bookkeeping = self.commits.relax
         self._acks = Acknowledger(using, self._acknowledged, self._bookkeeping)
+        self._claims = _outage.Site(using, "claims", logger)
+        self._housekeeping = _outage.Site(using, "heartbeat and rescue", logger)
 
     # -- the main loop --------------------------------------------------------
 
@@ -214,7 +218,7 @@ class Worker:
     def _claim(self, limit: int) -> list[outbox.Claimed]:
         try:
             self._bookkeeping()
-            return outbox.claim(
+            claimed = outbox.claim(
                 worker=self.name,
                 queues=self.queues,
                 receivers=list(self.receivers),
@@ -224,10 +228,13 @@ class Worker:
                 engines=self.engines,
             )
         except Exception as error:  # the database went away: reconnect, go on
-            logger.warning("Claiming failed (%s); retrying.", error)
+            pause = self._claims.failed(error, "Claiming failed; retrying.")
             connections[self.using].close()
-            self.stopping.wait(1.0)
+            # The listener sets wake once it is connected again (and stop()).
+            self.wake.wait(pause)
             return []
+        self._claims.ok()
+        return claimed
 
     # -- running deliveries ---------------------------------------------------
 
@@ -306,6 +313,7 @@ class Worker:
 
     def _run_one(self, claimed: outbox.Claimed) -> Outcome | None:
         try:
+            _outage.recheck(self.using)
             return run_delivery(
                 claimed,
                 self.receivers,
@@ -313,8 +321,13 @@ class Worker:
                 call=self._call,
                 acknowledge=self._acknowledge,
             )
-        except Exception:  # recording the outcome failed; the lease brings it back
-            logger.exception("Delivery %s: could not record its outcome.", claimed.id)
+        except Exception as error:  # recording it failed; the lease brings it back
+            if not _outage.lost(
+                error, using=self.using, affected="recording outcomes", log=logger
+            ):
+                logger.exception(
+                    "Delivery %s: could not record its outcome.", claimed.id
+                )
             connections[self.using].close()
             return None
         finally:
@@ -346,7 +359,7 @@ class Worker:
 
     def guarded(self, task: Callable[[], object]) -> None:
         """Run a housekeeping ``task``; log what it raises and go on."""
-        _heartbeat.guarded(task, using=self.using, prepare=self._bookkeeping)
+        _heartbeat.guarded(task, site=self._housekeeping, prepare=self._bookkeeping)
 
     def rescue(self) -> None:
         """Take back expired leases and dead workers' rows; wake if any."""

@@ -1,7 +1,8 @@
 """The embedded worker's heartbeat: a thread that keeps its leases and its
 record alive, takes back what dead processes held, and buries rows nobody
 can run. Each chore logs its errors and the next beat tries again: the
-heartbeat never dies, and never stops because the database restarted."""
+heartbeat never dies, and never stops because the database restarted (an
+outage is logged once: see :mod:`signalbox._outage`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from django.db import connections
 
-from signalbox import _connections, outbox
+from signalbox import _connections, _outage, outbox
 from signalbox.worker._housekeeping import bury_unknown, rescue_expired, rescue_gone
 
 if TYPE_CHECKING:
@@ -89,7 +90,10 @@ class Heartbeat(threading.Thread):
         try:
             return worker.liveness.keep()
         except Exception as error:  # the record says none; the next beat tries
-            logger.warning("Could not hold the liveness lock: %s", error)
+            if not _outage.lost(
+                error, using=worker.using, affected="liveness lock", log=logger
+            ):
+                logger.warning("Could not hold the liveness lock: %s", error)
             return False
 
     def _rescue_gone(self) -> None:
@@ -116,15 +120,19 @@ def rescue(worker: Worker) -> None:
 
 
 def guarded(
-    task: Callable[[], object], *, using: str, prepare: Callable[[], None]
+    task: Callable[[], object], *, site: _outage.Site, prepare: Callable[[], None]
 ) -> None:
-    """Run ``task`` (after ``prepare``); log what it raises, close the
-    connection it broke, and return: the next beat tries again."""
+    """Run ``task`` (after ``prepare``) on ``site``'s database; report what it
+    raises to ``site`` (a lost connection once per outage, anything else at
+    ERROR), close the connection it broke, and return: the next beat tries
+    again."""
     try:
         prepare()
         task()
     except Exception as error:  # logged; the next beat tries again
-        logger.warning("Worker housekeeping (%s) failed: %s", task.__name__, error)
-        connections[using].close()
+        site.failed(error, "Worker housekeeping (%s) failed.", task.__name__)
+        connections[site.using].close()
+    else:
+        site.ok()
     finally:
         _connections.tidy()

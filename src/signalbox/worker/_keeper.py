@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from signalbox import _connections, _forks, conf, outbox
+from signalbox import _connections, _forks, _outage, conf, outbox
 from signalbox.worker._acks import Acknowledger
 from signalbox.worker._leases import Leases
 
@@ -93,6 +93,7 @@ class TaskKeeper:
                 thread = self._threads[using] = Acknowledger(
                     using,
                     name="signalbox-leases",
+                    affected="deferred completions",
                     gather=lambda: ACK_DELAY,
                     retry=False,
                     beat=functools.partial(self._beat, using),
@@ -106,7 +107,10 @@ class TaskKeeper:
         try:
             self.leases.extend(using)
         except Exception as error:  # the next beat tries again
-            logger.warning("Extending leases failed: %s", error)
+            if not _outage.lost(
+                error, using=using, affected="lease keeping", log=logger
+            ):
+                logger.warning("Extending leases failed: %s", error)
         finally:
             _connections.tidy()
         return self.leases.holds(using)

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db import connections
 
+from signalbox import _outage
 from signalbox.outbox import NOTIFY_CHANNEL
 
 logger = logging.getLogger("signalbox.worker")
@@ -21,8 +22,9 @@ class Listener(threading.Thread):
 
     It keeps its own autocommit connection (Django's are per thread and live
     inside transactions), and reconnects with backoff when the server goes
-    away; while it is down the worker (or the relay) still polls, so nothing
-    waits longer than the poll interval.
+    away, quietly (see :mod:`signalbox._outage`); while it is down the worker
+    (or the relay) still polls, so nothing waits longer than the poll
+    interval.
     """
 
     def __init__(
@@ -42,26 +44,23 @@ class Listener(threading.Thread):
         self.wanted = wanted
 
     def run(self) -> None:
-        pause = 0.5
+        site = _outage.Site(self.using, "LISTEN", logger)
         while not self.stop.is_set():
             try:
-                self._listen()
-                pause = 0.5
+                self._listen(site)
             except Exception as error:  # the worker polls meanwhile; say so and retry
-                logger.warning(
-                    "LISTEN connection lost (%s); retrying in %.1f s.", error, pause
-                )
+                pause = site.failed(error, "LISTEN connection lost; retrying.")
                 self.wake.set()
                 self.stop.wait(pause)
-                pause = min(pause * 2, 10.0)
 
-    def _listen(self) -> None:
+    def _listen(self, site: _outage.Site) -> None:
         import psycopg
 
         params: dict[str, Any] = connections[self.using].get_connection_params()
         with psycopg.connect(**params, autocommit=True) as connection:
             # A channel name is one of outbox's constants, never data.
             connection.execute(f"LISTEN {self.channel}")
+            site.ok(reached=True)
             # Anything committed while we were (re)connecting was missed: look.
             self.wake.set()
             while not self.stop.is_set():

@@ -21,7 +21,7 @@ from typing import Any
 from asgiref.sync import async_to_sync, iscoroutinefunction
 from django.db import transaction
 
-from signalbox import codec, observe, outbox
+from signalbox import _outage, codec, observe, outbox
 from signalbox._context import DeliveryContext, _current
 from signalbox.exceptions import DecodeError, Retry
 from signalbox.policy import Policy
@@ -183,15 +183,18 @@ def _failed(
         )
         return _outcome(applied, Outcome.DEAD)
     delay = policy.backoff.delay(claimed.attempt)
-    logger.warning(
-        "Delivery %s of %s failed on attempt %s of %s (%s); retrying in %.3f s.",
-        claimed.id,
-        claimed.receiver,
-        claimed.attempt,
-        claimed.max_attempts,
-        type(error).__name__,
-        delay.total_seconds(),
-    )
+    # A receiver that lost its connection in an outage is retried like any
+    # failure, but said once in the outage's lines, not once per delivery.
+    if not _outage.receiver_lost(error, using=using, log=logger):
+        logger.warning(
+            "Delivery %s of %s failed on attempt %s of %s (%s); retrying in %.3f s.",
+            claimed.id,
+            claimed.receiver,
+            claimed.attempt,
+            claimed.max_attempts,
+            type(error).__name__,
+            delay.total_seconds(),
+        )
     applied = outbox.fail(
         claimed, error=text, reason="error", retry_in=delay, using=using
     )

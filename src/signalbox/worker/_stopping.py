@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from django.utils.translation import ngettext
 
-from signalbox import outbox
+from signalbox import _outage, outbox
 
 if TYPE_CHECKING:
     from signalbox.worker._embedded import Worker
@@ -88,7 +88,9 @@ def _give_back(
         return
     try:
         released = outbox.release(claimed, using=worker.using, interrupted=interrupted)
-    except Exception:  # the leases will expire and bring them back
+    except Exception as error:  # the leases will expire and bring them back
+        if _outage.lost(error, using=worker.using, affected="giving back", log=logger):
+            return
         logger.exception(
             ngettext(
                 "Could not give back %d delivery.",

@@ -14,6 +14,10 @@ A row whose receiver key this process does not know is left as it is, for a
 worker that knows it (the relay hands it over again, and buries it after
 ``UNKNOWN_RECEIVER_GRACE_SECONDS`` if no process it can see knows the key,
 as the embedded worker does), with a warning once per key and process.
+
+When the database cannot be reached, a task runs nothing and returns: the
+outage is one WARNING and one INFO per process (:mod:`signalbox._outage`),
+not a traceback per message, and the relay hands the row over again.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from collections.abc import Callable
 
 from django.db import connections
 
-from signalbox import _connections, conf, outbox, registry
+from signalbox import _connections, _outage, conf, outbox, registry
 from signalbox.registry import Found
 from signalbox.worker._keeper import keeper
 from signalbox.worker._names import thread_name
@@ -42,7 +46,9 @@ def run_task(
     record the outcome; None when there was nothing to run (already running,
     finished, not due, another engine's, an unknown receiver key, or no such
     row). Never raises for the receiver's errors, which are recorded in the
-    row like the embedded worker's.
+    row like the embedded worker's, nor for a lost database connection
+    (None; the outage is logged once, and the relay hands the row over
+    again); raises any other database error.
 
     ``defer_ack=True`` lets a completion that follows another delivery's
     end closely (a stream) be written :data:`~signalbox.worker._keeper.ACK_DELAY`
@@ -61,6 +67,7 @@ def run_task(
     # SYNCHRONOUS_ACKS keeps them durable.
     durable = settings.synchronous_acks
     try:
+        _outage.recheck(using)
         claimed = outbox.claim_one(
             delivery_id,
             engine=engine,
@@ -70,6 +77,8 @@ def run_task(
             using=using,
             durable=durable,
         )
+        if keys:  # then the claim's statement reached the database
+            _outage.back(using)
         if claimed is None:
             _explain_miss(delivery_id, engine, receivers, using)
             return None
@@ -82,6 +91,10 @@ def run_task(
             return run_delivery(
                 claimed, receivers, using=using, acknowledge=acknowledge
             )
+    except Exception as error:
+        if not _outage.lost(error, using=using, affected="engine tasks", log=logger):
+            raise
+        return None
     finally:
         keeper.ended()
         _connections.tidy()
