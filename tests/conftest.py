@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from django.dispatch import Signal as DjangoSignal
 
-from signalbox import dispatch
+from signalbox import _outage, dispatch
 from signalbox.testing import pytest_plugin
 from tests import settings as test_settings
 
@@ -101,6 +101,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                 f"{message}, and CI needs it (start it: make services)."
             )
         pytest.exit(f"{message}; skipping the {name} run.", returncode=0)
+
+
+@pytest.fixture(autouse=True)
+def _no_outage_outlives_its_test() -> Iterator[None]:
+    """This process's record of database outages starts empty in each test:
+    an outage a test caused must not hold back another test's rescue of
+    expired leases (signalbox.worker._housekeeping.rescue_expired)."""
+    yield
+    _outage._outages._forget_parent()
 
 
 @pytest.fixture

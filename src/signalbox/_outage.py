@@ -18,6 +18,7 @@ is not an outage: a :class:`Site` logs it at ERROR with its traceback.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -109,11 +110,13 @@ class _Outages:
         # How many outages each alias has had: a thread that saw fewer may
         # hold a connection that died in the last one (see recheck()).
         self.count: dict[str, int] = {}
+        # When each alias's last outage ended (monotonic; see since_back()).
+        self.ended: dict[str, float] = {}
         _forks.renew_in_children(self, _Outages._forget_parent)
 
     def _forget_parent(self) -> None:
         self._lock = threading.Lock()
-        self.open, self.count = {}, {}
+        self.open, self.count, self.ended = {}, {}, {}
 
     def lost(
         self, error: BaseException, using: str, affected: str, log: logging.Logger
@@ -142,6 +145,8 @@ class _Outages:
             return
         with self._lock:
             outage = self.open.pop(using, None)
+            if outage is not None:
+                self.ended[using] = time.monotonic()
         if outage is None:
             return
         outage.log.info(
@@ -212,6 +217,15 @@ def is_down(using: str) -> bool:
     """Whether this process is in an outage of ``using`` (a lost connection was
     seen, and no statement has succeeded since)."""
     return using in _outages.open
+
+
+def since_back(using: str) -> float:
+    """Seconds since this process's last outage of ``using`` ended: 0 while
+    one is open, infinity when there was none."""
+    if is_down(using):
+        return 0.0
+    ended = _outages.ended.get(using)
+    return math.inf if ended is None else time.monotonic() - ended
 
 
 def recheck(using: str) -> None:

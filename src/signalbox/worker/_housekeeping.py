@@ -13,12 +13,20 @@ from collections.abc import Iterable, Sequence
 
 from django.utils.translation import ngettext
 
-from signalbox import conf, outbox
+from signalbox import _outage, conf, outbox
 
 
 def rescue_expired(*, using: str, log: logging.Logger) -> int:
     """Take back the rows whose lease expired (``outbox.rescue``), say how many
-    on ``log`` when there were any, and return that count."""
+    on ``log`` when there were any, and return that count.
+
+    Not within a lease of an outage of ``using`` ending (in this process):
+    every lease ran out while the database was away, and the workers that
+    hold them, alive, renew them within a third of a lease of being back.
+    Taking those rows back at once ran them twice. A dead worker's rows wait
+    one lease longer (on PostgreSQL its free liveness lock says sooner)."""
+    if _outage.since_back(using) < conf.get().lease.total_seconds():
+        return 0
     rescued = outbox.rescue(using=using)
     if rescued:
         log.warning(
