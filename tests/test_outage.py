@@ -176,7 +176,11 @@ def test_a_cancelled_statement_is_not_lost() -> None:
 
 
 def test_sqlite_errors_and_mistakes_are_not_lost() -> None:
-    lite = _wrapper("lite", ENGINE="django.db.backends.sqlite3", NAME=":memory:")
+    # Its own settings, not the test database's (MariaDB's OPTIONS are not
+    # SQLite's).
+    lite = _wrapper(
+        "lite", ENGINE="django.db.backends.sqlite3", NAME=":memory:", OPTIONS={}
+    )
 
     def query(sql: str) -> Callable[[], None]:
         def run() -> None:

@@ -75,6 +75,7 @@ from signalbox.outbox._housekeeping import (
 from signalbox.outbox._leases import (
     complete,
     complete_many,
+    expired,
     extend,
     fail,
     release,
@@ -118,6 +119,7 @@ __all__ = [
     "due_per_queue",
     "enqueue",
     "erase_payloads",
+    "expired",
     "extend",
     "fail",
     "forget_worker",

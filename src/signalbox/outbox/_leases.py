@@ -167,6 +167,12 @@ def rescue(*, using: str) -> int:
     return retried(using, take_back, _rows(using).expired())
 
 
+def expired(*, using: str) -> int:
+    """How many executing rows have a lease that ran out (what :func:`rescue`
+    would take back)."""
+    return int(_rows(using).expired().count())
+
+
 def take_back(rows: Any) -> int:
     """Take ``rows`` (executing) from the worker that held them, which died or
     stopped answering: each becomes retryable, or dead if out of attempts.

@@ -26,6 +26,14 @@ def rescue_expired(*, using: str, log: logging.Logger) -> int:
     Taking those rows back at once ran them twice. A dead worker's rows wait
     one lease longer (on PostgreSQL its free liveness lock says sooner)."""
     if _outage.since_back(using) < conf.get().lease.total_seconds():
+        # Counted, not taken: this reaches the database, which is how an
+        # outage seen here ends.
+        log.debug(
+            "Leaving %d expired leases to their holders for a lease after an "
+            "outage of database %r.",
+            outbox.expired(using=using),
+            using,
+        )
         return 0
     rescued = outbox.rescue(using=using)
     if rescued:
